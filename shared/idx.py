@@ -1,0 +1,65 @@
+"""Reader for IDX files (the MNIST/EMNIST container format), plain or gzip-compressed.
+
+The header is validated against the payload so that a file that lies about its size fails
+with a clear error instead of a short or garbled array.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from shared.errors import InvalidBatch
+
+GZIP_MAGIC = b"\x1f\x8b"
+# IDX type codes (third header byte) -> numpy big-endian dtype.
+_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def open_maybe_gzip(path: str | Path) -> BinaryIO:
+    """Open a file for binary reading, transparently decompressing gzip by its magic bytes."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+
+
+def read_header(stream: BinaryIO) -> tuple[np.dtype, tuple[int, ...]]:
+    """Read and check an IDX header; return the element dtype and the array shape."""
+    head = stream.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
+        raise InvalidBatch("not an IDX file: the header does not start with two zero bytes")
+    dtype = _DTYPES.get(head[2])
+    if dtype is None:
+        raise InvalidBatch(f"IDX file has unknown element type 0x{head[2]:02x}")
+    ndim = head[3]
+    if ndim == 0:
+        raise InvalidBatch("IDX file declares zero dimensions")
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise InvalidBatch("IDX header is truncated")
+    return dtype, struct.unpack(f">{ndim}I", dims)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read a whole IDX file into memory as a native-endian array."""
+    with open_maybe_gzip(path) as stream:
+        dtype, shape = read_header(stream)
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        payload = stream.read(expected + 1)
+    if len(payload) != expected:
+        raise InvalidBatch(
+            f"IDX header of {path} declares shape {shape} ({expected} bytes) "
+            f"but the file holds {'more' if len(payload) > expected else len(payload)} bytes"
+        )
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
