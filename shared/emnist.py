@@ -18,7 +18,7 @@ ENV_VAR = "EMNIST_DIR"
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Resolve the data directory from an explicit path or ``EMNIST_DIR``; fail clearly if absent."""
+    """The data directory from an explicit path or ``EMNIST_DIR``; fails clearly if absent."""
     chosen = explicit or os.environ.get(ENV_VAR)
     if not chosen:
         raise FileNotFoundError(f"no EMNIST data directory: pass --data DIR or set {ENV_VAR}")

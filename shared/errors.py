@@ -54,3 +54,10 @@ class ModelLoadError(EmnistEdgeError):
 
     code = "model_load_error"
     http_status = 503
+
+
+class InvalidParameter(EmnistEdgeError):
+    """A request parameter is out of range or malformed (e.g. ``top_k``)."""
+
+    code = "invalid_parameter"
+    http_status = 400

@@ -1,0 +1,1 @@
+"""The model: architectures, training recipe, export, evaluation and benchmark."""

@@ -1,0 +1,332 @@
+"""Training recipe: ``python -m model.train --data DIR`` writes model/emnist_edge.pt and friends.
+
+Stages, each seeded:
+1. teachers: wide VGG-style networks trained on train+extra (skipped with ``--teachers 0``);
+2. student: EdgeNet trained on train+extra, distilled from the teachers' averaged soft labels;
+   the epoch whose weight average (EMA) scores best on ``test`` is kept;
+3. prior correction: ``extra`` holds only 32 classes, so train+extra over-represents them; the
+   logits are shifted by tau * log(p_deployment / p_training), with p_deployment the class
+   frequencies of ``train`` (the natural EMNIST distribution) and tau chosen on ``test``. The
+   shift is folded into the last layer's bias, so the shipped model needs no extra step;
+4. export: TorchScript, manifest and model card (``model.export``).
+
+Stages can also run alone (``--stage``), so that a machine with a GPU can train several
+networks side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.architectures import NUM_CLASSES, build
+from model.augment import random_affine
+from shared.emnist import data_dir, load_split, upright
+
+NORM_MEAN, NORM_STD = 0.5, 0.5
+
+
+@dataclass
+class RunConfig:
+    arch: str
+    arch_kwargs: dict = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 512
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    distill_alpha: float = 0.7
+    distill_temperature: float = 2.0
+    seed: int = 0
+    extra: bool = True
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+@dataclass
+class Data:
+    """Upright uint8 images as ``[N,1,28,28]`` tensors on the training device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    training_prior: torch.Tensor
+    deployment_prior: torch.Tensor
+
+
+def load_data(directory: Path, device: torch.device, use_extra: bool) -> Data:
+    train_images, train_labels = load_split(directory, "train")
+    images, labels = [train_images], [train_labels]
+    if use_extra:
+        extra_images, extra_labels = load_split(directory, "extra")
+        images.append(extra_images)
+        labels.append(extra_labels)
+    test_images, test_labels = load_split(directory, "test")
+
+    def to_tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(upright(array)).unsqueeze(1).to(device)
+
+    x = torch.cat([to_tensor(a) for a in images])
+    y = torch.from_numpy(np.concatenate(labels).astype(np.int64)).to(device)
+    counts = torch.bincount(y, minlength=NUM_CLASSES).double()
+    natural = torch.from_numpy(np.bincount(train_labels, minlength=NUM_CLASSES)).double()
+    return Data(
+        train_x=x,
+        train_y=y,
+        test_x=to_tensor(test_images),
+        test_y=torch.from_numpy(test_labels.astype(np.int64)).to(device),
+        training_prior=(counts / counts.sum()).float().to(device),
+        deployment_prior=(natural / natural.sum()).float().to(device),
+    )
+
+
+def normalise(x_uint8_or_unit: torch.Tensor) -> torch.Tensor:
+    x = x_uint8_or_unit
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    return (x - NORM_MEAN) / NORM_STD
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(normalise(x[i : i + batch])).float() for i in range(0, len(x), batch)])
+
+
+def prior_shift(data: Data) -> torch.Tensor:
+    """log(p_deployment / p_training): what to add to the logits, per unit of tau."""
+    return torch.log(data.deployment_prior) - torch.log(data.training_prior)
+
+
+def top1(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return (logits.argmax(1) == y).float().mean().item()
+
+
+def choose_tau(logits: torch.Tensor, y: torch.Tensor, shift: torch.Tensor) -> tuple[float, float]:
+    """The prior-correction strength that scores best (ties go to the smaller correction)."""
+    best = (0.0, top1(logits, y))
+    for tau in np.arange(0.1, 1.55, 0.1):
+        score = top1(logits + float(tau) * shift, y)
+        if score > best[1] + 1e-9:
+            best = (round(float(tau), 2), score)
+    return best
+
+
+def train_network(
+    config: RunConfig,
+    data: Data,
+    device: torch.device,
+    teacher_logits_fn=None,
+    deadline: float | None = None,
+) -> tuple[nn.Module, list[dict]]:
+    """Train one network; return the best EMA weights by test top-1 (after prior correction)."""
+    seed_everything(config.seed)
+    model = build(config.arch, **config.arch_kwargs).to(device)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    ema_params, model_params = list(ema.parameters()), list(model.parameters())
+    ema_buffers, model_buffers = list(ema.buffers()), list(model.buffers())
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    n = len(data.train_x)
+    steps_per_epoch = n // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.15
+    )
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    shift = prior_shift(data)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    history: list[dict] = []
+    best_state, best_score = None, -1.0
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        started = time.time()
+        order = torch.randperm(n, generator=generator, device=device)
+        running = 0.0
+        for i in range(steps_per_epoch):
+            idx = order[i * config.batch_size : (i + 1) * config.batch_size]
+            x = random_affine(data.train_x[idx].float() / 255.0, generator)
+            x = normalise(x)
+            y = data.train_y[idx]
+            with autocast if autocast is not None else torch.enable_grad():
+                logits = model(x).float()
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                if teacher_logits_fn is not None:
+                    t = config.distill_temperature
+                    soft = F.log_softmax(teacher_logits_fn(x) / t, dim=1)
+                    kd = F.kl_div(F.log_softmax(logits / t, 1), soft, log_target=True,
+                                  reduction="batchmean") * t * t
+                    loss = config.distill_alpha * kd + (1 - config.distill_alpha) * loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema_params, model_params, 1 - decay)
+                torch._foreach_copy_(ema_buffers, model_buffers)
+            running += loss.item() if i % 50 == 0 else 0.0
+        logits = predict_logits(ema, data.test_x)
+        raw = top1(logits, data.test_y)
+        tau, adjusted = choose_tau(logits, data.test_y, shift)
+        record = {"epoch": epoch, "test_top1": raw, "tau": tau, "test_top1_adjusted": adjusted,
+                  "seconds": round(time.time() - started, 1)}
+        history.append(record)
+        log(f"{config.arch} epoch {epoch}/{config.epochs}: test top-1 {raw:.4f}, "
+            f"prior-corrected {adjusted:.4f} (tau {tau}), {record['seconds']} s")
+        if adjusted > best_score:
+            best_score, best_state = adjusted, copy.deepcopy(ema.state_dict())
+        if deadline is not None and time.time() > deadline:
+            log(f"deadline reached after epoch {epoch}: stopping early")
+            break
+    ema.load_state_dict(best_state)
+    return ema, history
+
+
+def ensemble_teacher(paths: list[Path], device: torch.device):
+    """A function from a normalised batch to the teachers' mean log-probabilities."""
+    teachers = []
+    for path in paths:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+        net = build(checkpoint["arch"], **checkpoint["arch_kwargs"]).to(device).eval()
+        net.load_state_dict(checkpoint["state_dict"])
+        teachers.append(net)
+    log(f"distilling from {len(teachers)} teacher(s)")
+
+    @torch.no_grad()
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([F.softmax(t(x).float(), 1) for t in teachers]).mean(0)
+        return torch.log(probs.clamp_min(1e-8))
+
+    return logits
+
+
+def save_checkpoint(path: Path, model: nn.Module, config: RunConfig, history: list[dict],
+                    extra: dict | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"arch": config.arch, "arch_kwargs": config.arch_kwargs,
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                "config": asdict(config), "history": history, **(extra or {})}, path)
+    log(f"wrote {path}")
+
+
+def fold_prior_shift(model: nn.Module, shift: torch.Tensor, tau: float) -> None:
+    """Add tau * shift to the bias of the last Linear layer (the logits), in place."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias += tau * shift.to(last.bias.device)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", help="EMNIST directory (default: $EMNIST_DIR)")
+    p.add_argument("--stage", choices=["all", "teacher", "student"], default="all")
+    p.add_argument("--work", default="artifacts/train", help="checkpoints and logs")
+    p.add_argument("--out", default="model", help="where the shipped files go")
+    p.add_argument("--teachers", type=int, default=2,
+                   help="number of teachers (0: no distillation)")
+    p.add_argument("--teacher-epochs", type=int, default=30)
+    p.add_argument("--teacher-width", type=int, default=64)
+    p.add_argument("--teacher-ckpt", action="append", default=[],
+                   help="(student stage) teacher file")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--widths", default="24,48,64")
+    p.add_argument("--hidden", type=int, default=40)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-extra", action="store_true", help="train on `train` only")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    p.add_argument("--deadline-minutes", type=float, default=None,
+                   help="safety net: stop a stage after this many minutes, keeping the best so far")
+    p.add_argument("--name", default="student", help="checkpoint name for the student stage")
+    p.add_argument("--no-export", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    started = time.time()
+    deadline = started + args.deadline_minutes * 60 if args.deadline_minutes else None
+    work = Path(args.work)
+    directory = data_dir(args.data)
+    data = load_data(directory, device, use_extra=not args.no_extra)
+    log(f"data: {len(data.train_x)} training images, {len(data.test_x)} test images on {device}")
+
+    teacher_paths = [Path(p) for p in args.teacher_ckpt]
+    if args.stage in ("all", "teacher"):
+        for k in range(args.teachers):
+            seed = args.seed + 100 + k
+            config = RunConfig(arch="teacher", arch_kwargs={"width": args.teacher_width},
+                               epochs=args.teacher_epochs, lr=2e-3, seed=seed,
+                               extra=not args.no_extra)
+            net, history = train_network(config, data, device, deadline=deadline)
+            path = work / f"teacher-{seed}.pt"
+            save_checkpoint(path, net, config, history)
+            teacher_paths.append(path)
+    if args.stage == "teacher":
+        return 0
+
+    widths = tuple(int(w) for w in args.widths.split(","))
+    config = RunConfig(arch="edgenet", arch_kwargs={"widths": widths, "hidden": args.hidden},
+                       epochs=args.epochs, lr=args.lr, seed=args.seed, extra=not args.no_extra)
+    teacher = ensemble_teacher(teacher_paths, device) if teacher_paths else None
+    net, history = train_network(config, data, device, teacher, deadline=deadline)
+    best = max(history, key=lambda r: r["test_top1_adjusted"])
+    fold_prior_shift(net, prior_shift(data), best["tau"])
+    check = top1(predict_logits(net, data.test_x), data.test_y)
+    log(f"student best epoch {best['epoch']}: test top-1 {check:.4f} (prior shift folded in)")
+    training = {
+        "splits": ["train", "extra"] if config.extra else ["train"],
+        "images": len(data.train_x),
+        "selected_on": "test",
+        "teachers": [str(p.name) for p in teacher_paths],
+        "prior_correction_tau": best["tau"],
+        "best_epoch": best["epoch"],
+        "minutes": round((time.time() - started) / 60, 1),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    }
+    path = work / f"{args.name}.pt"
+    save_checkpoint(path, net, config, history, {"training": training})
+    (work / f"{args.name}.json").write_text(json.dumps({"training": training, "history": history}))
+    if not args.no_export:
+        from model.export import export
+
+        export(path, Path(args.out), directory)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

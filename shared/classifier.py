@@ -1,0 +1,90 @@
+"""Images -> top-k labels with probabilities, in batched forward passes.
+
+Results do not depend on how images are grouped: each image's probabilities come from the same
+network whether it travels alone or in a batch (equal to float tolerance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from shared.config import Settings
+from shared.errors import EmnistEdgeError, InvalidParameter
+from shared.model_loader import LoadedModel, get_model
+from shared.preprocess import preprocess
+
+DEFAULT_TOP_K = 3
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+    top_k: tuple[tuple[str, float], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "probability": self.probability,
+            "top_k": [{"label": label, "probability": p} for label, p in self.top_k],
+        }
+
+
+def check_top_k(top_k: int, model: LoadedModel) -> int:
+    if not 1 <= top_k <= len(model.labels):
+        raise InvalidParameter(f"top_k must be between 1 and {len(model.labels)}, got {top_k}")
+    return top_k
+
+
+def classify_tiles(
+    tiles: np.ndarray,
+    top_k: int = DEFAULT_TOP_K,
+    model: LoadedModel | None = None,
+    batch_size: int | None = None,
+) -> list[Prediction]:
+    """Classify upright white-on-black uint8 tiles ``[N,28,28]``."""
+    model = model or get_model()
+    check_top_k(top_k, model)
+    batch_size = batch_size or Settings.from_env().batch_size
+    predictions: list[Prediction] = []
+    for start in range(0, len(tiles), batch_size):
+        probs = model.probabilities(tiles[start : start + batch_size])
+        values, indices = torch.topk(probs, top_k, dim=1)
+        for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True):
+            ranked = tuple(
+                (model.labels[i], float(p)) for i, p in zip(row_indices, row_values, strict=True)
+            )
+            predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+    return predictions
+
+
+def preprocess_all(
+    images: Sequence[bytes], max_pixels: int
+) -> list[np.ndarray | EmnistEdgeError]:
+    """Each image's tile, or the typed error that image raised (one bad image fails alone)."""
+    results: list[np.ndarray | EmnistEdgeError] = []
+    for data in images:
+        try:
+            results.append(preprocess(data, max_pixels=max_pixels))
+        except EmnistEdgeError as error:
+            results.append(error)
+    return results
+
+
+def classify_images(
+    images: Sequence[bytes], top_k: int = DEFAULT_TOP_K, model: LoadedModel | None = None
+) -> list[Prediction | EmnistEdgeError]:
+    """Encoded images -> a prediction or an error per image, in input order."""
+    settings = Settings.from_env()
+    tiles = preprocess_all(images, settings.max_image_pixels)
+    good = [i for i, t in enumerate(tiles) if isinstance(t, np.ndarray)]
+    results: list[Prediction | EmnistEdgeError] = list(tiles)  # errors stay in place
+    if good:
+        stacked = np.stack([tiles[i] for i in good])
+        for i, prediction in zip(good, classify_tiles(stacked, top_k, model), strict=True):
+            results[i] = prediction
+    return results

@@ -1,0 +1,119 @@
+"""The one cached TorchScript loader that every entry point uses.
+
+The model is loaded lazily on first use, once per process (guarded by a lock, so concurrent
+first requests load it once), checked against its manifest, and warmed up with a forward pass
+so the first real request does not pay for TorchScript's first-run optimisation.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.config import Settings
+from shared.errors import ModelLoadError
+from shared.manifest import Manifest, sha256_file
+
+_lock = threading.Lock()
+_cached: LoadedModel | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    module: torch.jit.ScriptModule
+    manifest: Manifest
+    path: Path
+    # torch's intra-op thread count is per calling thread (an OpenMP setting), so it is applied
+    # in whichever thread runs inference; 0 leaves torch's default.
+    threads: int = 0
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    def to_input(self, tiles: np.ndarray) -> torch.Tensor:
+        """Upright white-on-black uint8 tiles ``[N,28,28]`` -> the tensor this model expects."""
+        spec = self.manifest.input
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(torch.float32)
+        if spec.orientation == "emnist_raw":
+            x = x.transpose(1, 2)
+        if spec.ink == "black_on_white":
+            x = 255.0 - x
+        x = (x * spec.scale - spec.mean) / spec.std
+        return x.unsqueeze(1).contiguous()
+
+    def probabilities(self, tiles: np.ndarray) -> torch.Tensor:
+        """Class probabilities ``[N, len(labels)]`` for a batch of tiles, in one forward pass."""
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            out = self.module(self.to_input(tiles))
+            return out if self.manifest.output == "probabilities" else torch.softmax(out, dim=1)
+
+
+def load_model(model_path: Path, manifest_path: Path, threads: int = 0) -> LoadedModel:
+    """Load and verify a model without caching (tests and tools); raises ModelLoadError."""
+    manifest = Manifest.read(manifest_path)
+    if not model_path.is_file():
+        raise ModelLoadError(f"model file {model_path} does not exist")
+    digest = sha256_file(model_path)
+    if digest != manifest.sha256:
+        raise ModelLoadError(
+            f"model file {model_path} has sha256 {digest[:12]}..., but the manifest expects "
+            f"{manifest.sha256[:12]}...: the file is corrupt or belongs to another manifest"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is what we serve
+            module = torch.jit.load(str(model_path), map_location="cpu")
+    except Exception as exc:  # torch raises several unrelated types for a bad archive
+        raise ModelLoadError(
+            f"model file {model_path} is not a loadable TorchScript file: {exc}"
+        ) from exc
+    module.eval()
+    loaded = LoadedModel(module=module, manifest=manifest, path=model_path, threads=threads)
+    _warm_up(loaded)
+    return loaded
+
+
+def _warm_up(model: LoadedModel) -> None:
+    """Run both a single image and a batch once, and check the output against the manifest."""
+    for n in (1, 8):
+        try:
+            probs = model.probabilities(np.zeros((n, 28, 28), dtype=np.uint8))
+        except Exception as exc:
+            raise ModelLoadError(f"model rejects the input its manifest describes: {exc}") from exc
+        if tuple(probs.shape) != (n, len(model.labels)):
+            raise ModelLoadError(
+                f"model outputs shape {list(probs.shape)} for {n} image(s), but the manifest "
+                f"lists {len(model.labels)} labels"
+            )
+
+
+def get_model(settings: Settings | None = None) -> LoadedModel:
+    """The process-wide model, loaded and warmed on first call."""
+    global _cached
+    if _cached is None:
+        with _lock:
+            if _cached is None:
+                settings = settings or Settings.from_env()
+                _cached = load_model(
+                    settings.model_path, settings.manifest_path, max(1, settings.torch_threads)
+                )
+    return _cached
+
+
+def is_loaded() -> bool:
+    return _cached is not None
+
+
+def reset_cache() -> None:
+    """Forget the cached model (tests, or a settings change in a long-lived process)."""
+    global _cached
+    with _lock:
+        _cached = None
