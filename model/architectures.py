@@ -26,7 +26,7 @@ class EdgeNet(nn.Module):
     """Three convolutions (28 -> 14 -> 7 -> 7) and a two-layer head on the flattened 7x7 map."""
 
     def __init__(
-        self, widths: tuple[int, int, int] = (24, 48, 64), hidden: int = 40, dropout: float = 0.2
+        self, widths: tuple[int, int, int] = (32, 64, 64), hidden: int = 32, dropout: float = 0.2
     ) -> None:
         super().__init__()
         self.config = {"widths": tuple(widths), "hidden": hidden}

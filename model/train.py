@@ -252,16 +252,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--stage", choices=["all", "teacher", "student"], default="all")
     p.add_argument("--work", default="artifacts/train", help="checkpoints and logs")
     p.add_argument("--out", default="model", help="where the shipped files go")
-    p.add_argument("--teachers", type=int, default=2,
-                   help="number of teachers (0: no distillation)")
+    p.add_argument("--teachers", type=int, default=0,
+                   help="teachers to distil from (0, the default: none; see MODEL_CARD.md)")
     p.add_argument("--teacher-epochs", type=int, default=30)
     p.add_argument("--teacher-width", type=int, default=64)
     p.add_argument("--teacher-ckpt", action="append", default=[],
                    help="(student stage) teacher file")
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--widths", default="24,48,64")
-    p.add_argument("--hidden", type=int, default=40)
+    p.add_argument("--widths", default="32,64,64")
+    p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-extra", action="store_true", help="train on `train` only")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -301,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
 
     widths = tuple(int(w) for w in args.widths.split(","))
     config = RunConfig(arch="edgenet", arch_kwargs={"widths": widths, "hidden": args.hidden},
-                       epochs=args.epochs, lr=args.lr, seed=args.seed, extra=not args.no_extra)
+                       epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                       label_smoothing=args.label_smoothing, seed=args.seed,
+                       extra=not args.no_extra)
     teacher = ensemble_teacher(teacher_paths, device) if teacher_paths else None
     net, history = train_network(config, data, device, teacher, deadline=deadline)
     best = max(history, key=lambda r: r["test_top1_adjusted"])

@@ -1,0 +1,276 @@
+"""Uploaded image bytes -> the 28x28 tile the model was trained on, made the way EMNIST was made.
+
+People upload phone photos of paper, canvas drawings with a transparent background and scans;
+the model only ever saw EMNIST tiles. EMNIST (Cohen et al. 2017) built each tile from a
+high-resolution NIST scan: Gaussian blur (sigma 1), crop to the character's bounding box,
+centre it in a square that keeps the aspect ratio with a 2 px border, bicubic down-sampling to
+28x28, intensities scaled to 0-255. Replaying that recipe on the upload, rather than the MNIST
+20x20 centre-of-mass recipe, is what makes an upload look like the training data.
+
+Tiles come back upright (as a person reads them), white ink (255) on black (0).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from shared.errors import BlankImage, ImageTooLarge, InvalidImage
+
+TILE = 28
+# EMNIST's border: the character's longer side spans 24 of the tile's 28 pixels.
+BORDER = 2
+BLUR_SIGMA = 1.0
+# EMNIST's sigma 1 is a pixel of a 128x128 NIST scan, where a character spans about this many
+# pixels. A smaller drawing (a 28x28 tile, say) gets a proportionally narrower blur, so that it is
+# never blurred more, relative to the character, than EMNIST blurred its scans.
+NIST_SIDE = 100
+# Formats a person uploads. Pillow can open more (EPS even runs Ghostscript); none is needed.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+# Larger images are box-reduced to at most this side before any per-pixel work: the character
+# ends up 24 px tall, so more resolution only costs time.
+MAX_WORKING_SIDE = 1024
+# Ink contrast below this fraction of the background's range is no character at all.
+MIN_INK = 0.1
+# Bounding-box threshold, as a fraction of the blurred ink's maximum: faint noise and JPEG
+# ringing stay below it, the blurred stroke edge that EMNIST's crop kept stays above it.
+# (Tuned on EMNIST tiles round-tripped through upscaled PNG/JPEG uploads: the error is flat
+# from about 0.04 to 0.06 and grows either side.)
+BBOX_THRESHOLD = 0.05
+# The background's own spread (paper texture, noise) is measured from the 50th to this
+# percentile of the ink residual, on the side away from the ink, and mirrored onto the ink side.
+NOISE_PERCENTILE = 90
+# The background is estimated on a grid this many cells along the longer side, with a window
+# of 2 * BACKGROUND_RADIUS + 1 cells (over a quarter of the image): wider than any stroke, so it
+# sees through the ink to the paper, and still local enough to follow the uneven light of a photo.
+# (Measured on EMNIST round trips: a narrower window starts to eat into bold strokes.)
+BACKGROUND_CELLS = 32
+BACKGROUND_RADIUS = 4
+
+# Pillow's two-step down-sampling (integer box reduction to within this factor of 28, then
+# bicubic): several times faster, and within 2 grey levels (almost always 0) of one-step.
+REDUCING_GAP = 3.0
+
+NO_INK = "the image holds no ink: nothing to recognise"
+_HIGH_DEPTH_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Decode an upload fully, upright per EXIF, refusing oversized images before their pixels.
+
+    The size check reads only the header, so a decompression bomb never reaches the decoder;
+    Pillow's own bomb guard is turned into the same error. The full load happens here so that
+    a truncated file fails as ``InvalidImage`` and not somewhere further down.
+    """
+    if not data:
+        raise InvalidImage("the upload is empty: not an image")
+    try:
+        with warnings.catch_warnings(action="error", category=Image.DecompressionBombWarning):
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"the image has {width}x{height} pixels, more than the {max_pixels} allowed"
+                )
+            if width * height == 0:
+                raise InvalidImage("the image has no pixels")
+            image.load()  # the first frame of an animation
+            ImageOps.exif_transpose(image, in_place=True)
+            return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"the image is too large: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImage(f"not an image in a supported format ({', '.join(FORMATS)})") from exc
+    except (InvalidImage, ImageTooLarge):
+        raise
+    # Pillow's decoders signal corrupt data with a grab-bag of types (OSError, SyntaxError,
+    # ValueError, EOFError, struct.error, ...); to the caller they all mean the same thing.
+    except Exception as exc:
+        raise InvalidImage(f"the image is truncated or corrupt: {exc}") from exc
+
+
+def ink_map(image: Image.Image) -> np.ndarray:
+    """Ink per pixel, float32 ``[H,W]`` in 0..1 (1 = full ink), whatever the colours and polarity.
+
+    Transparent canvases are composited onto a background that contrasts with the strokes, so
+    black and white strokes both work. The median level decides the polarity (ink covers less
+    than half of any sensible upload). The background is estimated locally, so the uneven
+    light of a phone photo does not read as ink, and ink is measured as the fraction of the way
+    from it to the opposite extreme. Ink only ever moves pixels away from the background, so the
+    residual's spread on the other side is paper texture and noise: that much is taken off too.
+    """
+    grey = _grey(image)
+    levels = np.asarray(grey)
+    light = _percentiles(levels, (50,))[0] >= 0.5  # dark ink on light paper
+    background = _background(grey, light=light)
+    ink = levels.astype(np.float32)
+    ink *= 1 / 255
+    if light:
+        ink = np.subtract(background, ink, out=ink)
+        ink /= np.maximum(background, 1e-3)
+    else:
+        ink -= background
+        ink /= np.maximum(1.0 - background, 1e-3)
+    low, middle = _percentiles(ink, (100 - NOISE_PERCENTILE, 50))
+    # Capped so that even a grainy photo keeps its ink.
+    floor = min(max(middle + (middle - low), 0.0), 0.5)
+    ink -= floor
+    ink /= 1.0 - floor
+    return np.clip(ink, 0.0, 1.0, out=ink)
+
+
+def normalize_character(ink: np.ndarray, *, blur_sigma: float = BLUR_SIGMA) -> np.ndarray:
+    """An ink map -> uint8 ``[28,28]`` tile by EMNIST's recipe (see the module docstring).
+
+    ``blur_sigma`` is in the ink map's pixels: a caller that has reduced the image passes the
+    sigma scaled by the same factor, so the blur stays sigma 1 of the full-resolution image.
+    Raises ``BlankImage`` when there is no ink.
+    """
+    ink = np.asarray(ink, dtype=np.float32)
+    if ink.ndim != 2:
+        raise ValueError(f"an ink map is 2-D, not of shape {ink.shape}")
+    strong = ink >= MIN_INK
+    if not strong.any():
+        raise BlankImage(NO_INK)
+    # Blur only the ink's surroundings: everything further out is background and stays 0.
+    rows, cols = _bounds(strong)
+    blur_sigma = min(blur_sigma, max(rows[1] - rows[0], cols[1] - cols[0]) / NIST_SIDE)
+    margin = math.ceil(3 * blur_sigma) + 1
+    top, left = max(rows[0] - margin, 0), max(cols[0] - margin, 0)
+    region = _gaussian_blur(ink[top : rows[1] + margin, left : cols[1] + margin], blur_sigma)
+    peak = float(region.max())
+    if peak < MIN_INK:  # isolated specks of noise: the blur spreads them to nothing
+        raise BlankImage(NO_INK)
+
+    rows, cols = _bounds(region >= BBOX_THRESHOLD * peak)
+    side = max(rows[1] - rows[0], cols[1] - cols[0])
+    square = side * TILE / (TILE - 2 * BORDER)
+    # The square, centred on the bounding box, in the region's coordinates; cut out with the
+    # background's 0 wherever it reaches past the region.
+    y0 = (rows[0] + rows[1] - square) / 2
+    x0 = (cols[0] + cols[1] - square) / 2
+    top, left = math.floor(y0), math.floor(x0)
+    window = _window(region, top, left, math.ceil(square) + 2)
+    y0, x0 = y0 - top, x0 - left
+    tile = np.asarray(
+        Image.fromarray(window).resize(
+            (TILE, TILE),
+            Image.Resampling.BICUBIC,
+            box=(x0, y0, x0 + square, y0 + square),
+            reducing_gap=REDUCING_GAP,
+        )
+    )
+    tile = np.clip(tile, 0.0, None)
+    return np.rint(tile * (255.0 / float(tile.max()))).astype(np.uint8)
+
+
+def preprocess(data: bytes, *, max_pixels: int) -> np.ndarray:
+    """Upload bytes -> model-ready uint8 ``[28,28]`` tile: decode, ink map, EMNIST normalisation."""
+    image = _grey(decode_image(data, max_pixels=max_pixels))
+    factor = math.ceil(max(image.size) / MAX_WORKING_SIDE)
+    if factor > 1:
+        image = image.reduce(factor)
+    return normalize_character(ink_map(image), blur_sigma=BLUR_SIGMA / factor)
+
+
+def _grey(image: Image.Image) -> Image.Image:
+    """8-bit luminance (``L``) of any decoded image, transparency composited away."""
+    if image.mode in _HIGH_DEPTH_GREY:  # Pillow's own conversion to L clips 16 bits, not scales
+        return Image.fromarray((np.asarray(image.convert("I")) >> 8).clip(0, 255).astype(np.uint8))
+    if not image.has_transparency_data:
+        return image if image.mode == "L" else image.convert("L")
+    grey, alpha = image.convert("LA").split()
+    if alpha.getextrema()[0] >= 128:
+        return grey  # no real transparency: the colours tell it all
+    # Strokes on a transparent canvas: put them on the opposite of their mean shade (a fully
+    # transparent image comes out uniform, hence blank).
+    weights = np.asarray(alpha)[::2, ::2].astype(np.float32)
+    shade = float((np.asarray(grey)[::2, ::2] * weights).sum()) / max(float(weights.sum()), 1.0)
+    ground = Image.new("L", image.size, 255 if shade < 128 else 0)
+    return Image.composite(grey, ground, alpha)
+
+
+def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[float]:
+    """Percentiles, in -1..1 to 1/255, of 8-bit levels (read as 0..1) or of floats in -1..1.
+
+    Taken from every 4th pixel, by histogram: much faster than sorting, and ample for levels
+    that only have to separate ink from background.
+    """
+    sample = values[::2, ::2]
+    offset = 0 if sample.dtype == np.uint8 else 255
+    if offset:
+        sample = np.rint((np.clip(sample, -1.0, 1.0) + 1.0) * 255).astype(np.intp)
+    counts = np.cumsum(np.bincount(sample.ravel()))
+    ranks = [max(p / 100 * sample.size, 1) for p in percents]
+    return [float(level - offset) / 255 for level in np.searchsorted(counts, ranks)]
+
+
+def _background(grey: Image.Image, *, light: bool) -> np.ndarray | float:
+    """The background's level (0..1) at every pixel, or one level where it is flat.
+
+    A morphological closing (opening, for a dark ground) of a coarse grid of block means, wide
+    enough to remove the strokes, interpolated back to full size: it follows the slow fall-off
+    of light across a photo and is exact for a flat canvas.
+    """
+    width, height = grey.size
+    cell = max(1, round(max(width, height) / BACKGROUND_CELLS))
+    coarse_size = (math.ceil(width / cell), math.ceil(height / cell))
+    coarse = np.asarray(grey.resize(coarse_size, Image.Resampling.BOX))
+    first, second = (np.maximum, np.minimum) if light else (np.minimum, np.maximum)
+    # Continue the edges outwards first and crop after both passes: filtering each pass at the
+    # edge on its own would carry the light of one side over to a darker edge.
+    r = BACKGROUND_RADIUS
+    padded = np.pad(coarse, r, mode="edge")
+    closed = _extreme_filter(_extreme_filter(padded, first), second)[r:-r, r:-r]
+    if closed.min() == closed.max():
+        return float(closed[0, 0]) / 255
+    smooth = Image.fromarray(closed).resize(grey.size, Image.Resampling.BILINEAR)
+    return np.asarray(smooth, dtype=np.float32) / 255
+
+
+def _extreme_filter(image: np.ndarray, extreme: np.ufunc) -> np.ndarray:
+    """Sliding max or min over a square window of ``2 * BACKGROUND_RADIUS + 1`` cells."""
+    window = 2 * BACKGROUND_RADIUS + 1
+    for _ in range(2):  # rows, then (transposed) columns
+        padded = np.pad(image, ((BACKGROUND_RADIUS, BACKGROUND_RADIUS), (0, 0)), mode="edge")
+        image = padded[: image.shape[0]].copy()
+        for shift in range(1, window):
+            extreme(image, padded[shift : shift + image.shape[0]], out=image)
+        image = np.ascontiguousarray(image.T)
+    return image
+
+
+def _bounds(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Half-open ``(start, stop)`` row and column ranges of a non-empty mask's true pixels."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)
+
+
+def _window(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` square of an image at ``(top, left)``, 0 where it lies outside."""
+    window = np.zeros((size, size), dtype=np.float32)
+    height, width = image.shape
+    rows = slice(max(top, 0), min(top + size, height))
+    cols = slice(max(left, 0), min(left + size, width))
+    window[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = image[
+        rows, cols
+    ]
+    return window
+
+
+def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur truncated at 3 sigma, zero (background) outside the array."""
+    if sigma < 0.25:  # narrower than a pixel: a no-op, and the kernel would be degenerate
+        return np.ascontiguousarray(image)
+    radius = math.ceil(3 * sigma)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2).astype(np.float32)
+    taps /= taps.sum()
+    height, width = image.shape
+    padded = np.pad(image, radius)
+    across = sum(w * padded[:, i : i + width] for i, w in enumerate(taps))
+    return sum(w * across[i : i + height] for i, w in enumerate(taps))
