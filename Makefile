@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EMNIST_DIR ?= $(abspath ../shared/emnist)
 export EMNIST_DIR
 
-.PHONY: setup run test lint bench evaluate train clean
+.PHONY: setup run browser test lint bench evaluate train clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +15,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 
-IMAGES ?= examples/*.png
 run: setup
-	$(PY) -m shared classify $(IMAGES)
+	$(PY) -m functions.serve
+
+# Headless Chromium for the page tests: Debian's package, driven by Playwright (never
+# `playwright install`, which downloads a browser build).
+browser:
+	command -v chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 lint: setup
 	$(PY) -m ruff check .
 
-test: setup lint
+test: setup lint browser
 	$(PY) -m pytest
 
 bench: setup

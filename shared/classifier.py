@@ -75,16 +75,22 @@ def preprocess_all(
     return results
 
 
+def classify_preprocessed(
+    tiles: Sequence[np.ndarray | EmnistEdgeError],
+    top_k: int = DEFAULT_TOP_K,
+    model: LoadedModel | None = None,
+    batch_size: int | None = None,
+) -> list[Prediction | EmnistEdgeError]:
+    """Tiles (or the errors that replaced them) -> predictions in place, in one batched pass."""
+    good = [tile for tile in tiles if isinstance(tile, np.ndarray)]
+    predictions = iter(classify_tiles(np.stack(good), top_k, model, batch_size) if good else [])
+    return [tile if isinstance(tile, EmnistEdgeError) else next(predictions) for tile in tiles]
+
+
 def classify_images(
     images: Sequence[bytes], top_k: int = DEFAULT_TOP_K, model: LoadedModel | None = None
 ) -> list[Prediction | EmnistEdgeError]:
     """Encoded images -> a prediction or an error per image, in input order."""
     settings = Settings.from_env()
     tiles = preprocess_all(images, settings.max_image_pixels)
-    good = [i for i, t in enumerate(tiles) if isinstance(t, np.ndarray)]
-    results: list[Prediction | EmnistEdgeError] = list(tiles)  # errors stay in place
-    if good:
-        stacked = np.stack([tiles[i] for i in good])
-        for i, prediction in zip(good, classify_tiles(stacked, top_k, model), strict=True):
-            results[i] = prediction
-    return results
+    return classify_preprocessed(tiles, top_k, model, settings.batch_size)

@@ -30,6 +30,28 @@ def _path(name: str, default: Path) -> Path:
     return Path(raw) if raw else default
 
 
+def _str(name: str, default: str) -> str:
+    raw = os.environ.get(PREFIX + name)
+    return raw.strip() if raw and raw.strip() else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(PREFIX + name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {PREFIX + name}={raw!r} is not a number") from exc
+
+
+def _host_setting(name: str) -> str | None:
+    """A Functions host setting, read verbatim (no prefix): the trigger and this code must agree
+    on one storage connection, so both read the host's own names."""
+    raw = os.environ.get(name)
+    return raw.strip() if raw and raw.strip() else None
+
+
 @dataclass(frozen=True)
 class Settings:
     model_path: Path
@@ -41,6 +63,45 @@ class Settings:
     batch_size: int
     # Decoded pixels allowed per image (width * height); guards against decompression bombs.
     max_image_pixels: int
+    # HTTP request limits: bytes of one request body (any content type), bytes of a JSON body
+    # (parsed in memory, so it gets its own bound), and images per classify request or v2 batch.
+    max_body_bytes: int
+    max_json_bytes: int
+    max_images: int
+    # Classify / infer requests that do CPU work at once in one process; more wait their turn.
+    # One: the event loop needs a core for HTTP and torch's threads take the rest (measured on
+    # 2 cores, 16 clients, a grey 280x280 PNG: 630 req/s at 1, 470 at 4, 350 unbounded).
+    classify_concurrency: int
+    # The local server (``python -m functions.serve``). One worker by default: each worker
+    # process loads its own model (about 270 MiB resident), and more workers only pay off when
+    # workers x torch_threads stays within the cores (2 workers with torch_threads 1 measured
+    # 680 req/s against 470 for one worker at 16 clients on 2 cores; with 2 threads, 110).
+    host: str
+    port: int
+    workers: int
+    # Batches: the container the blob trigger watches and the one results go to.
+    batch_container: str
+    results_container: str
+    # Safety limits of one batch (over any of them the whole batch fails with an .error.json):
+    # items (array items or archive entries), bytes after decompression, the compression ratio
+    # while decompressing (bombs), and bytes of one image inside an archive (read into memory).
+    batch_max_items: int
+    batch_max_bytes: int
+    batch_max_ratio: int
+    batch_max_image_bytes: int
+    # Items decoded and classified together: large enough that per-chunk overhead vanishes,
+    # small enough that a chunk's tiles and probabilities stay a few MB.
+    batch_chunk_items: int
+    batch_top_k: int
+    # Seconds between progress log lines, and between listings of the local poller.
+    batch_progress_s: float
+    batch_poll_s: float
+    # Storage for batches, as the Functions host names it: a connection string (Azurite locally:
+    # ``UseDevelopmentStorage=true``) or, in Azure, identity-based: the blob service URI and the
+    # client id of the user-assigned managed identity.
+    storage_connection_string: str | None
+    storage_blob_uri: str | None
+    storage_client_id: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,4 +111,24 @@ class Settings:
             torch_threads=_int("TORCH_THREADS", min(os.cpu_count() or 1, 2)),
             batch_size=_int("BATCH_SIZE", 256),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
+            max_body_bytes=_int("MAX_BODY_BYTES", 10 * 1024 * 1024),
+            max_json_bytes=_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
+            max_images=_int("MAX_IMAGES", 64),
+            classify_concurrency=_int("CLASSIFY_CONCURRENCY", 1),
+            host=_str("HOST", "127.0.0.1"),
+            port=_int("PORT", 7071),
+            workers=_int("WORKERS", 1),
+            batch_container=_str("BATCH_CONTAINER", "batches"),
+            results_container=_str("RESULTS_CONTAINER", "results"),
+            batch_max_items=_int("BATCH_MAX_ITEMS", 2_000_000),
+            batch_max_bytes=_int("BATCH_MAX_BYTES", 2 * 1024**3),
+            batch_max_ratio=_int("BATCH_MAX_RATIO", 200),
+            batch_max_image_bytes=_int("BATCH_MAX_IMAGE_BYTES", 32 * 1024 * 1024),
+            batch_chunk_items=_int("BATCH_CHUNK_ITEMS", 2048),
+            batch_top_k=_int("BATCH_TOP_K", 3),
+            batch_progress_s=_float("BATCH_PROGRESS_S", 10.0),
+            batch_poll_s=_float("BATCH_POLL_S", 2.0),
+            storage_connection_string=_host_setting("AzureWebJobsStorage"),
+            storage_blob_uri=_host_setting("AzureWebJobsStorage__blobServiceUri"),
+            storage_client_id=_host_setting("AzureWebJobsStorage__clientId"),
         )

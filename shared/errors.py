@@ -61,3 +61,46 @@ class InvalidParameter(EmnistEdgeError):
 
     code = "invalid_parameter"
     http_status = 400
+
+
+class InvalidRequest(EmnistEdgeError):
+    """The request as a whole is malformed: bad JSON, bad base64, a broken multipart body."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class PayloadTooLarge(EmnistEdgeError):
+    """The request is over a size limit (body bytes or images per request)."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(EmnistEdgeError):
+    """The request body comes in a content type the endpoint does not read."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class ModelNotReady(EmnistEdgeError):
+    """The model is not loaded (yet, or it failed to load): the service cannot answer now."""
+
+    code = "model_not_ready"
+    http_status = 503
+
+
+class ModelNotFound(EmnistEdgeError):
+    """A request names a model this service does not serve."""
+
+    code = "model_not_found"
+    http_status = 404
+
+
+class BatchTooLarge(InvalidBatch):
+    """A batch is over a safety limit (items, uncompressed bytes, compression ratio): it is
+    refused whole, like an unreadable one, so it shares InvalidBatch's handling."""
+
+    code = "batch_too_large"
+    http_status = 413

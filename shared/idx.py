@@ -63,3 +63,30 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"but the file holds {'more' if len(payload) > expected else len(payload)} bytes"
         )
     return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def header_size(shape: tuple[int, ...]) -> int:
+    """Bytes of the header before the payload: magic (4) plus one big-endian uint32 per dim."""
+    return 4 + 4 * len(shape)
+
+
+def payload_size(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    """Bytes of payload that a header with this dtype and shape promises."""
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def looks_like_idx(head: bytes) -> bool:
+    """Whether the first bytes of a file are a complete, plausible IDX header.
+
+    Two zero bytes alone are common in binary files, so a known element type, a non-zero
+    dimension count and the whole header being present are all required before a caller treats
+    the data as IDX (and then reports a size mismatch as a lying header, not an unknown format).
+    """
+    return (
+        len(head) >= 4
+        and head[0] == 0
+        and head[1] == 0
+        and head[2] in _DTYPES
+        and 0 < head[3] <= 4
+        and len(head) >= 4 + 4 * head[3]
+    )

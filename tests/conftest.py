@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,106 @@ STROKES = {
     "T": [[(0.2, 0.2), (0.8, 0.2)], [(0.5, 0.2), (0.5, 0.85)]],
     "X": [[(0.25, 0.2), (0.75, 0.85)], [(0.75, 0.2), (0.25, 0.85)]],
 }
+
+
+# --- The HTTP service: a tiny model, and the real server in a subprocess --------------------
+
+BYCLASS_LABELS = [*"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A 62-class model of a few hundred parameters: loads in milliseconds, predicts noise."""
+    import torch
+
+    from model.architectures import EdgeNet
+    from model.export import write_model
+
+    torch.manual_seed(0)
+    model_path, manifest_path, _ = write_model(
+        EdgeNet((2, 2, 2), 4), tmp_path_factory.mktemp("tiny_model"), BYCLASS_LABELS
+    )
+    return model_path, manifest_path
+
+
+def shipped_model_exists() -> bool:
+    return (MODEL_DIR / "emnist_edge.pt").is_file() and (MODEL_DIR / "manifest.json").is_file()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class HttpServer:
+    """A running ``python -m functions.serve`` and the limits it was started with."""
+
+    max_body_bytes = 1024 * 1024
+    max_images = 8
+
+    def __init__(self, url: str, real_model: bool) -> None:
+        self.url = url
+        self.real_model = real_model
+
+
+@contextlib.contextmanager
+def running_server(model_files: tuple[Path, Path], log_dir: Path, *args: str,
+                   **settings: str) -> Iterator[str]:
+    """``python -m functions.serve ARGS`` on a free loopback port, with EMNIST_EDGE_* settings:
+    its URL once ready; stopped by its PID on exit."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    env = {**os.environ, "EMNIST_EDGE_MODEL_PATH": str(model_files[0]),
+           "EMNIST_EDGE_MANIFEST_PATH": str(model_files[1]),
+           **{f"EMNIST_EDGE_{name.upper()}": value for name, value in settings.items()}}
+    port = free_port()
+    log_path = log_dir / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "functions.serve", "--port", str(port), "--no-access-log",
+             *args],
+            cwd=MODEL_DIR.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the server did not become ready:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/api/health/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def http_server(tiny_model_files, tmp_path_factory) -> Iterator[HttpServer]:
+    """The local server for the whole session, with the shipped model where it exists (else
+    the tiny one), small limits so that the limit tests stay fast, and one torch thread."""
+    real = shipped_model_exists()
+    model_files = (
+        (MODEL_DIR / "emnist_edge.pt", MODEL_DIR / "manifest.json") if real else tiny_model_files
+    )
+    with running_server(
+        model_files, tmp_path_factory.mktemp("http_server"),
+        max_body_bytes=str(HttpServer.max_body_bytes),
+        max_json_bytes=str(HttpServer.max_body_bytes),
+        max_images=str(HttpServer.max_images), torch_threads="1",
+    ) as url:
+        yield HttpServer(url, real)

@@ -1,0 +1,286 @@
+"""The HTTP API: one ASGI app that runs unchanged under uvicorn and inside Azure Functions.
+
+FastAPI (on Starlette) rather than bare Starlette: the OpenAPI document and interactive docs come
+from the route declarations themselves, query parameters are validated and documented for free,
+and it is the most used ASGI framework with uvicorn, with a mature path into Azure Functions
+(``func.AsgiMiddleware``). Every route lives under ``/api``, Azure Functions' route prefix, so
+the same URLs work locally and in the cloud; the page is also served at ``/`` locally.
+
+Bodies are read by hand rather than declared as parameters: classify accepts four content types
+on one route, and reading the stream ourselves is what lets the byte limits hold before the
+body is buffered. CPU work (unpacking, preprocessing, inference) runs in worker threads, at most
+``classify_concurrency`` at once, so the event loop keeps answering (health checks included)
+while the model works, and concurrent requests queue instead of fighting over the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from functions import v2_protocol
+from functions.classify import classify_uploads, elapsed_ms
+from functions.http_errors import UnexpectedErrors, add_error_handlers, typed_error_response
+from functions.request_body import BodyKind, body_kind, parse_classify_body, read_body
+from functions.schemas import (
+    ClassifyJson,
+    ClassifyResponse,
+    ErrorResponse,
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    V2Error,
+    describe_validation_errors,
+)
+from shared.classifier import DEFAULT_TOP_K, check_top_k
+from shared.config import Settings
+from shared.errors import InvalidRequest, ModelLoadError, ModelNotReady
+from shared.model_loader import LoadedModel, get_model, is_loaded
+
+API = "/api"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The page loads nothing from elsewhere, so it can forbid everything else.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_CLASSIFY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/*": _BINARY,
+            "application/octet-stream": _BINARY,
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": _BINARY["schema"]},
+                        "top_k": {"type": "integer"},
+                        "include_processed": {"type": "boolean"},
+                    },
+                },
+            },
+            "application/json": {"schema": ClassifyJson.model_json_schema()},
+        },
+    }
+}
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": InferRequest.model_json_schema()}},
+    }
+}
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
+_V2_ERRORS = {status: {"model": V2Error} for status in (400, 404, 413, 503)}
+
+TOP_K_HELP = f"Labels per image, best first (default {DEFAULT_TOP_K}; wins over the body's)."
+PROCESSED_HELP = "Add each image's 28x28 model input as a PNG data: URL."
+
+T = TypeVar("T")
+
+log = logging.getLogger("emnist_edge.http")
+
+
+def _first(*values: T | None) -> T:
+    """The first value given (query parameters win over body fields, both over defaults)."""
+    return next(value for value in values if value is not None)
+
+
+def _load_model(settings: Settings) -> str | None:
+    """Load and warm the model; the error message if that failed (the process serves on)."""
+    started = time.perf_counter_ns()
+    try:
+        model = get_model(settings)
+    except ModelLoadError as error:
+        log.error("the model failed to load: %s", error.message)
+        return error.message
+    log.info("model %s %s loaded and warmed in %.0f ms",
+             model.manifest.name, model.manifest.version, elapsed_ms(started))
+    return None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (read from the environment when not given)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.model_error = await anyio.to_thread.run_sync(_load_model, settings)
+        yield
+
+    app = FastAPI(
+        title="emnist-edge",
+        description="Handwritten character recognition (EMNIST byclass: 0-9, A-Z, a-z). "
+        "In Azure, POST routes need a function key (header x-functions-key or ?code=).",
+        version="1.0.0",
+        openapi_url=API + "/openapi.json",
+        docs_url=API + "/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.model_error = None
+    app.add_middleware(UnexpectedErrors)
+    add_error_handlers(app)
+    app.include_router(_api_router(settings, lambda: app.state.model_error))
+    app.mount(API + "/static", StaticFiles(directory=STATIC_DIR), name="static")
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    @app.get(API, include_in_schema=False)
+    @app.get(API + "/", include_in_schema=False)
+    @app.get(API + "/page", include_in_schema=False)
+    async def drawing_page() -> HTMLResponse:
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    return app
+
+
+def _api_router(settings: Settings, model_error: Callable[[], str | None]) -> APIRouter:
+    router = APIRouter(prefix=API)
+    cpu = anyio.CapacityLimiter(max(1, settings.classify_concurrency))
+
+    def not_ready() -> ModelNotReady:
+        error = model_error()
+        return ModelNotReady(
+            f"the model failed to load: {error}" if error else "the model is still loading"
+        )
+
+    async def loaded_model() -> LoadedModel:
+        # Loaded at startup; a process that failed then tries again here (the file may be fixed).
+        if is_loaded():
+            return get_model(settings)
+        return await anyio.to_thread.run_sync(get_model, settings)
+
+    @router.get("/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        """Liveness: 200 while the process runs, whatever the model's state."""
+        return {"status": "alive"}
+
+    @router.get("/health/ready", tags=["health"], responses={503: {"model": ErrorResponse}})
+    async def ready() -> dict[str, Any]:
+        """Readiness: 200 once the model is loaded and warmed, 503 before (or if it failed)."""
+        if not is_loaded():
+            raise not_ready()
+        manifest = get_model(settings).manifest
+        return {"status": "ready", "model": {"name": manifest.name, "version": manifest.version}}
+
+    @router.get("/model", tags=["model"], responses={503: {"model": ErrorResponse}})
+    async def model_info() -> dict[str, Any]:
+        """The model's manifest: labels, input spec, architecture, size and test metrics."""
+        return (await loaded_model()).manifest.public()
+
+    @router.post(
+        "/classify",
+        tags=["classify"],
+        response_model=None,
+        responses={200: {"model": ClassifyResponse}, **_ERRORS},
+        openapi_extra=_CLASSIFY_BODY,
+    )
+    async def classify(
+        request: Request,
+        top_k: Annotated[int | None, Query(description=TOP_K_HELP)] = None,
+        include_processed: Annotated[bool | None, Query(description=PROCESSED_HELP)] = None,
+    ) -> JSONResponse:
+        """Classify one or more images of a handwritten character in one batched pass.
+
+        Send one image as the raw body (image/* or application/octet-stream), several as
+        multipart/form-data file parts, or JSON ``{"images": [base64 or data: URL, ...]}``.
+        Results come back in request order; an image that fails carries its own error. The
+        status is 200 if any image succeeded, else the first failure's (400, 413 or 422).
+        """
+        started = time.perf_counter_ns()
+        content_type = request.headers.get("content-type", "")
+        kind = body_kind(content_type)
+        limit = settings.max_json_bytes if kind is BodyKind.JSON else settings.max_body_bytes
+        body = await read_body(request, limit)
+        read_ms = elapsed_ms(started)
+
+        def work() -> JSONResponse:
+            unpacking = time.perf_counter_ns()
+            parsed = parse_classify_body(kind, body, content_type, settings.max_images)
+            decode_ms = read_ms + elapsed_ms(unpacking)
+            model = get_model(settings)
+            options = parsed.options
+            k = _first(top_k, options.top_k, DEFAULT_TOP_K)
+            include = _first(include_processed, options.include_processed, False)
+            outcome = classify_uploads(
+                parsed.uploads, check_top_k(k, model), include, model, settings
+            )
+            manifest = model.manifest
+            document = {
+                "model": {
+                    "name": manifest.name, "version": manifest.version, "sha256": manifest.sha256
+                },
+                "results": outcome.results,
+                "timings_ms": {
+                    "decode": decode_ms,
+                    "preprocess": outcome.preprocess_ms,
+                    "inference": outcome.inference_ms,
+                    "total": elapsed_ms(started),
+                },
+            }
+            if outcome.failure is not None:
+                return typed_error_response(request.url.path, outcome.failure, **document)
+            return JSONResponse(document)
+
+        return await anyio.to_thread.run_sync(work, limiter=cpu)
+
+    @router.get("/v2/health/live", tags=["v2"])
+    async def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @router.get("/v2/health/ready", tags=["v2"], responses={503: {"model": V2Error}})
+    async def v2_ready() -> dict[str, bool]:
+        if not is_loaded():
+            raise not_ready()
+        return {"ready": True}
+
+    @router.get("/v2/models/{name}", tags=["v2"], response_model=ModelMetadata,
+                responses=_V2_ERRORS)
+    async def v2_metadata(name: str) -> dict[str, Any]:
+        model = await loaded_model()
+        v2_protocol.check_model_name(name, model)
+        return v2_protocol.metadata(model)
+
+    @router.get("/v2/models/{name}/ready", tags=["v2"], responses=_V2_ERRORS)
+    async def v2_model_ready(name: str) -> dict[str, Any]:
+        if not is_loaded():
+            raise not_ready()
+        v2_protocol.check_model_name(name, get_model(settings))
+        return {"name": name, "ready": True}
+
+    @router.post("/v2/models/{name}/infer", tags=["v2"], response_model=None,
+                 responses={200: {"model": InferResponse}, **_V2_ERRORS},
+                 openapi_extra=_INFER_BODY)
+    async def v2_infer(name: str, request: Request) -> JSONResponse:
+        """Probabilities of every label for tiles ``[N,28,28]`` (UINT8 0-255 or FP32 0-1),
+        upright, white ink on black."""
+        model = await loaded_model()
+        v2_protocol.check_model_name(name, model)
+        body = await read_body(request, settings.max_json_bytes)
+
+        def work() -> JSONResponse:
+            try:
+                infer_request = InferRequest.model_validate_json(body)
+            except ValidationError as exc:
+                raise InvalidRequest(describe_validation_errors(exc.errors())) from exc
+            return JSONResponse(v2_protocol.infer(infer_request, model, settings.max_images))
+
+        return await anyio.to_thread.run_sync(work, limiter=cpu)
+
+    return router
+
+
+app = create_app()

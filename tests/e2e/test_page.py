@@ -1,0 +1,115 @@
+"""The drawing page in headless Chromium (Debian's package, driven by Playwright): draw with the
+mouse, classify, upload files, and keep a screenshot to look at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import STROKES, draw_character
+
+from shared.config import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SCREENSHOT = REPO_ROOT / "artifacts" / "screenshots" / "page.png"
+TIMEOUT_MS = 15_000
+
+if not CHROMIUM.exists():
+    pytest.skip("no /usr/bin/chromium: `make browser` installs Debian's chromium package",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, http_server):
+    context = browser.new_context(viewport={"width": 1100, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    sync_api.expect.set_options(timeout=TIMEOUT_MS)
+    page.goto(http_server.url + "/")
+    page.wait_for_selector("#model-info dt:text('Version')")
+    yield page
+    context.close()
+
+
+def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Draw strokes (0..1 coordinates) on the canvas with the mouse, as a person would."""
+    box = page.locator("#canvas").bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=12)
+        page.mouse.up()
+
+
+def top_labels(page) -> list[str]:
+    """The rendered top-3 (each label cell also says "digit", "upper case", ...)."""
+    rows = page.locator("#results .row")
+    sync_api.expect(rows).to_have_count(3)
+    return [text.split()[0] for text in rows.locator(".label").all_inner_texts()]
+
+
+def upload(page, name: str, mime_type: str, data: bytes) -> None:
+    page.set_input_files("#file", files=[{"name": name, "mimeType": mime_type, "buffer": data}])
+
+
+def test_draw_and_classify(page):
+    draw(page, STROKES["7"])
+    page.click("#classify")
+    assert len(top_labels(page)) == 3
+    page.locator("#preview").wait_for(state="visible")
+    sync_api.expect(page.locator("#preview")).to_have_js_property("naturalWidth", 28)
+    assert page.locator("#error").is_hidden()
+    assert "Inference" in page.locator("#timings").inner_text()
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_upload_an_image_file(page):
+    upload(page, "ell.png", "image/png", draw_character(STROKES["L"]))
+    assert len(top_labels(page)) == 3
+    page.locator("#preview").wait_for(state="visible")
+
+
+def test_the_shipped_model_reads_what_was_drawn(page, http_server):
+    if not http_server.real_model:
+        pytest.skip("model/emnist_edge.pt is absent: the tiny test model predicts noise")
+    draw(page, STROKES["7"])
+    page.click("#classify")
+    assert top_labels(page)[0] == "7"
+    upload(page, "ell.png", "image/png", draw_character(STROKES["L"]))
+    sync_api.expect(page.locator("#results .row .label").first).to_contain_text("L")
+
+
+def test_a_non_image_upload_shows_the_error_in_words(page):
+    upload(page, "notes.txt", "text/plain", b"shopping list: milk, eggs")
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert "not an image" in error.inner_text().lower()
+    assert page.locator("#results .row").count() == 0
+
+
+def test_clear_resets_the_page(page):
+    draw(page, STROKES["X"])
+    page.click("#classify")
+    top_labels(page)
+    page.click("#clear")
+    assert page.locator("#results .row").count() == 0
+    assert page.locator("#preview-figure").is_hidden()
+    page.click("#classify")  # nothing drawn: the page says so without asking the server
+    assert "Draw a character first" in page.locator("#error").inner_text()

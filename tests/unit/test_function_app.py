@@ -1,0 +1,138 @@
+"""The Azure Functions entry point, tested as Microsoft documents for the v2 model: index the
+app's functions, check their bindings, and call the user functions with real HttpRequests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import azure.functions as func
+import pytest
+from conftest import STROKES, draw_character
+
+from function_app import app
+from functions import http_functions
+from shared import model_loader
+from shared.config import Settings
+
+KEYED = {"classify": ("classify", ["POST"]), "infer": ("v2/models/{name}/infer", ["POST"])}
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict:
+    return {fn.get_function_name(): fn for fn in app.get_functions()}
+
+
+@pytest.fixture(scope="module")
+def invoke(tiny_model_files, functions):
+    """Call a function's user code as the host would, on one event loop for the module (the
+    ASGI lifespan that the first call starts lives on it), with the tiny model cached."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
+    patch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
+    model_loader.reset_cache()
+    model_loader.get_model(Settings.from_env())
+    loop = asyncio.new_event_loop()
+
+    def call(fn, method: str, path: str, body: bytes = b"", headers=None,
+             route_params=None) -> func.HttpResponse:
+        request = func.HttpRequest(
+            method=method, url=f"http://localhost:7071{path}", headers=headers or {},
+            params={}, route_params=route_params or {}, body=body,
+        )
+        context = SimpleNamespace(invocation_id="test-invocation", function_name=fn,
+                                  function_directory=".", trace_context=None,
+                                  retry_context=None, thread_local_storage=None)
+        user_function = functions[fn].get_user_function()
+        return loop.run_until_complete(user_function(request, context))
+
+    yield call
+    if http_functions.bridge.started:
+        loop.run_until_complete(http_functions.bridge.middleware.notify_shutdown())
+    loop.close()
+    model_loader.reset_cache()
+    patch.undo()
+
+
+def trigger_of(fn) -> dict:
+    bindings = json.loads(fn.get_function_json())["bindings"]
+    [trigger] = [b for b in bindings if b["direction"] == "IN"]
+    [output] = [b for b in bindings if b["direction"] == "OUT"]
+    assert output["type"] == "http"
+    return trigger
+
+
+def test_the_app_has_one_function_per_access_level(functions):
+    assert set(functions) == {"classify", "infer", "public"}
+    assert all(fn.is_http_function() for fn in functions.values())
+
+
+@pytest.mark.parametrize("name", sorted(KEYED))
+def test_classification_needs_a_function_key(functions, name):
+    trigger = trigger_of(functions[name])
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["authLevel"] == "FUNCTION"
+    assert (trigger["route"], trigger["methods"]) == KEYED[name]
+    [binding] = [b for b in functions[name].get_bindings() if b.type == "httpTrigger"]
+    assert binding.auth_level == func.AuthLevel.FUNCTION
+
+
+def test_everything_else_is_an_anonymous_get_only_catch_all(functions):
+    trigger = trigger_of(functions["public"])
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["authLevel"] == "ANONYMOUS"
+    assert trigger["route"] == "{*route}"
+    # No keyed route answers GET, so the open catch-all cannot reach one.
+    assert trigger["methods"] == ["GET"]
+    raw = functions["public"].get_raw_bindings()
+    assert any('"authLevel": "ANONYMOUS"' in binding for binding in raw)
+
+
+def test_every_route_of_the_app_is_reachable_in_azure(functions):
+    """GETs go through the catch-all; every other method needs a keyed function of its own."""
+    keyed = {(trigger_of(functions[name])["route"], method)
+             for name in KEYED for method in trigger_of(functions[name])["methods"]}
+    for route in http_functions.api.routes:
+        for method in getattr(route, "methods", None) or ():
+            if method not in ("GET", "HEAD"):
+                assert (route.path.removeprefix("/api/"), method) in keyed, route.path
+
+
+def test_health_through_the_function(invoke):
+    response = invoke("public", "GET", "/api/health", route_params={"route": "health"})
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == {"status": "alive"}
+    ready = invoke("public", "GET", "/api/health/ready", route_params={"route": "health/ready"})
+    assert ready.status_code == 200
+
+
+def test_page_through_the_function(invoke):
+    response = invoke("public", "GET", "/api/", route_params={"route": ""})
+    assert response.status_code == 200 and response.mimetype.startswith("text/html")
+    assert b'id="canvas"' in response.get_body()
+
+
+def test_classify_through_the_function(invoke):
+    response = invoke("classify", "POST", "/api/classify?top_k=2", draw_character(STROKES["T"]),
+                      headers={"Content-Type": "image/png"})
+    assert response.status_code == 200
+    [result] = json.loads(response.get_body())["results"]
+    assert len(result["top_k"]) == 2
+
+
+def test_classify_errors_through_the_function(invoke):
+    response = invoke("classify", "POST", "/api/classify", b"not an image",
+                      headers={"Content-Type": "image/png"})
+    assert response.status_code == 400
+    assert json.loads(response.get_body())["error"]["code"] == "invalid_image"
+
+
+def test_infer_through_the_function(invoke):
+    name = model_loader.get_model().manifest.name
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 28, 28], "datatype": "UINT8",
+                                   "data": [0] * 784}]}).encode()
+    response = invoke("infer", "POST", f"/api/v2/models/{name}/infer", body,
+                      headers={"Content-Type": "application/json"}, route_params={"name": name})
+    assert response.status_code == 200
+    assert json.loads(response.get_body())["outputs"][0]["shape"] == [1, 62]
