@@ -24,9 +24,11 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from swagger_ui_bundle import swagger_ui_path
 
 from functions import v2_protocol
 from functions.classify import classify_uploads, elapsed_ms
@@ -49,6 +51,8 @@ from shared.model_loader import LoadedModel, get_model, is_loaded
 
 API = "/api"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Swagger UI 5 (OpenAPI 3.1) files from the swagger-ui-bundle-v2 package: docs work offline.
+DOCS_ASSETS = API + "/docs/assets"
 # The page loads nothing from elsewhere, so it can forbid everything else.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
@@ -126,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "In Azure, POST routes need a function key (header x-functions-key or ?code=).",
         version="1.0.0",
         openapi_url=API + "/openapi.json",
-        docs_url=API + "/docs",
+        docs_url=None,  # served below from bundled assets: FastAPI's default loads from a CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -135,6 +139,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_error_handlers(app)
     app.include_router(_api_router(settings, lambda: app.state.model_error))
     app.mount(API + "/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get(API + "/docs", include_in_schema=False)
+    async def interactive_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=API + "/openapi.json",
+            title="emnist-edge API",
+            swagger_js_url=DOCS_ASSETS + "/swagger-ui-bundle.js",
+            swagger_css_url=DOCS_ASSETS + "/swagger-ui.css",
+            swagger_favicon_url=DOCS_ASSETS + "/favicon-32x32.png",
+        )
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)

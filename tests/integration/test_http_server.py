@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import math
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -202,7 +203,11 @@ def test_v2_errors(client, model_name):
 
 def test_docs_and_page(client):
     assert "/api/classify" in client.get("/api/openapi.json").json()["paths"]
-    assert client.get("/api/docs").status_code == 200
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200
+    assert "://" not in docs.text.replace(client.base_url.host, "")  # offline: no CDN
+    for asset in re.findall(r"/api/docs/assets/[\w.-]+", docs.text):
+        assert client.get(asset).status_code == 200, asset
     for path in ("/", "/api/"):
         assert 'id="canvas"' in client.get(path).text
 
