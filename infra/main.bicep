@@ -1,0 +1,165 @@
+// emnist-edge on Azure Functions Flex Consumption, deployed into one resource group.
+//
+// Modelled on Azure-Samples/functions-quickstart-python-http-azd and
+// functions-quickstart-python-azd-eventgrid-blob (infra/main.bicep + infra/app/*.bicep, Flex
+// Consumption, a user-assigned identity for everything, shared keys off), written with plain
+// resources instead of registry modules so that every file builds and can be checked offline.
+//
+// Resource-group scope (azd: "resource group scoped deployments") so that the pipeline's
+// identity needs rights on one resource group only, never on the subscription.
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment (azd: AZURE_ENV_NAME); seeds the names of all resources.')
+param environmentName string
+
+@minLength(1)
+@description('Region of all resources; it must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string = resourceGroup().location
+
+@description('Memory of each instance. Flex Consumption gives 2048 MB one vCPU and 4096 MB two.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Most instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('HTTP requests one instance takes at once. The functions are async and the app bounds the CPU work itself (EMNIST_EDGE_CLASSIFY_CONCURRENCY), so health checks keep answering while a classification runs.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 8
+
+@description('Name of the blob-triggered function: its @function_name in functions/blob_batch.py (tests/infra/test_package.py checks that they agree).')
+param blobTriggerFunctionName string = 'classify_batch'
+
+@description('Create the Event Grid subscription that feeds the blob trigger. Its webhook needs the blobs_extension system key, which exists only once the code is deployed: set it on a second provisioning, after the code (azd: WIRE_BLOB_TRIGGER=true). The deploy workflow deploys app/eventgrid-subscription.bicep itself instead.')
+param wireBlobTrigger bool = false
+
+@description('Object ID of the principal given Storage Blob Data Contributor on the batches and results containers: the deploy workflow\'s identity (for its smoke test) or, with azd, the signed-in developer (AZURE_PRINCIPAL_ID). Empty: nobody.')
+param dataPrincipalId string = ''
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = 'func-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+// The containers the blob-triggered function reads and writes: created here, watched by the Event
+// Grid subscription, and given to the app as EMNIST_EDGE_BATCH_CONTAINER / _RESULTS_CONTAINER.
+var batchesContainerName = 'batches'
+var resultsContainerName = 'results'
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: 'id-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    containerNames: [
+      deploymentContainerName
+      batchesContainerName
+      resultsContainerName
+    ]
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    identityPrincipalId: identity.outputs.principalId
+    dataPrincipalId: dataPrincipalId
+    batchesContainerName: batchesContainerName
+    resultsContainerName: resultsContainerName
+  }
+}
+
+module functionApp 'app/function-app.bicep' = {
+  name: 'function-app'
+  params: {
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    batchesContainerName: batchesContainerName
+    resultsContainerName: resultsContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+  }
+  // The host reaches its storage and Application Insights with the identity from its first start.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module eventGrid 'app/eventgrid.bicep' = {
+  name: 'eventgrid'
+  params: {
+    name: 'evgt-${resourceToken}'
+    location: location
+    tags: tags
+    storageAccountId: storage.outputs.id
+  }
+}
+
+module blobTriggerSubscription 'app/eventgrid-subscription.bicep' = if (wireBlobTrigger) {
+  name: 'eventgrid-subscription'
+  params: {
+    systemTopicName: eventGrid.outputs.name
+    functionAppName: functionApp.outputs.name
+    functionName: blobTriggerFunctionName
+    containerName: batchesContainerName
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output SERVICE_API_URI string = functionApp.outputs.uri
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output BATCHES_CONTAINER string = batchesContainerName
+output RESULTS_CONTAINER string = resultsContainerName
+output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
+output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -1,0 +1,276 @@
+"""The Bicep templates, read as syntax trees: they parse, the modules fit together, and the
+security properties the deployment relies on hold, so that an edit cannot drop them silently.
+
+The Bicep compiler (`az bicep build`) and what-if run in GitHub Actions; here nothing reaches
+Azure, so these tests check what can be known from the text itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+from bicep_tree import INFRA, BicepFile, Expr, bicep_files, dig, named, syntax_problems, walk
+
+REPO = INFRA.parent
+MAIN = BicepFile.load(INFRA / "main.bicep")
+CONTAINERS = "Microsoft.Storage/storageAccounts/blobServices/containers"
+
+# Built-in role definition IDs (Azure built-in roles reference), by name.
+ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+}
+
+
+def module(symbol: str) -> BicepFile:
+    """A module of main.bicep with its parameters bound to what main.bicep passes."""
+    return MAIN.module_file(symbol)
+
+
+def only(resources: list) -> object:
+    assert len(resources) == 1, resources
+    return resources[0]
+
+
+def test_every_bicep_file_parses_without_error_or_missing_nodes():
+    files = bicep_files()
+    assert {path.relative_to(INFRA).as_posix() for path in files} >= {
+        "main.bicep", "app/identity.bicep", "app/storage.bicep", "app/monitoring.bicep",
+        "app/function-app.bicep", "app/rbac.bicep", "app/eventgrid.bicep",
+        "app/eventgrid-subscription.bicep",
+    }
+    problems = {path.name: syntax_problems(BicepFile.load(path).tree) for path in files}
+    assert {name: found for name, found in problems.items() if found} == {}
+
+
+def test_main_uses_every_module_and_passes_exactly_their_parameters():
+    used = set()
+    for symbol, mod in MAIN.modules.items():
+        target = mod.target
+        assert target.path.is_file(), f"{symbol}: {mod.source} does not exist"
+        used.add(target.path)
+        passed = set(mod.param_nodes())
+        declared = set(target.params)
+        required = {name for name, default in target.params.items() if default is None}
+        assert passed <= declared, f"{symbol}: unknown parameters {passed - declared}"
+        assert required <= passed, f"{symbol}: missing parameters {required - passed}"
+    assert used == {path.resolve() for path in bicep_files() if path.parent.name == "app"}
+
+
+def test_parameters_file_matches_main():
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    required = {name for name, default in MAIN.params.items() if default is None}
+    assert set(parameters) <= set(MAIN.params)
+    assert required <= set(parameters)
+    assert parameters["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+
+
+def test_storage_is_entra_only_private_and_tls12():
+    storage = module("storage")
+    account = only(storage.resources_of("Microsoft.Storage/storageAccounts")).value()
+    properties = account["properties"]
+    assert properties["allowSharedKeyAccess"] is False
+    assert properties["allowBlobPublicAccess"] is False
+    assert properties["minimumTlsVersion"] == "TLS1_2"
+    assert properties["supportsHttpsTrafficOnly"] is True
+    container = only(storage.resources_of(CONTAINERS))
+    assert container.value()["properties"]["publicAccess"] == "None"
+    names = storage.bindings["containerNames"]
+    assert "batches" in names and "results" in names and len(names) == 3
+
+
+def test_plan_is_flex_consumption_and_app_is_linux_python_311():
+    app = module("functionApp")
+    plan = only(app.resources_of("Microsoft.Web/serverfarms")).value()
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan["properties"]["reserved"] is True
+    site = only(app.resources_of("Microsoft.Web/sites")).value()
+    assert site["kind"] == "functionapp,linux"
+    assert site["identity"]["type"] == "UserAssigned"
+    runtime = dig(site, "properties", "functionAppConfig", "runtime")
+    assert runtime == {"name": "python", "version": "3.11"}
+    requires = re.search(r'requires-python = ">=(\d+\.\d+)"',
+                         (REPO / "pyproject.toml").read_text())
+    assert requires and requires[1] == runtime["version"]
+    scale = dig(site, "properties", "functionAppConfig", "scaleAndConcurrency")
+    assert set(scale) >= {"instanceMemoryMB", "maximumInstanceCount"}
+
+
+def test_app_is_https_only_without_ftp_or_basic_auth_publishing():
+    app = module("functionApp")
+    site = only(app.resources_of("Microsoft.Web/sites")).value()
+    assert site["properties"]["httpsOnly"] is True
+    assert dig(site, "properties", "siteConfig", "ftpsState") == "Disabled"
+    assert dig(site, "properties", "siteConfig", "minTlsVersion") == "1.2"
+    policies = {r.value()["name"]: r.value()["properties"]["allow"]
+                for r in app.resources_of("Microsoft.Web/sites/basicPublishingCredentialsPolicies")}
+    assert policies == {"ftp": False, "scm": False}
+
+
+def test_deployment_storage_uses_the_user_assigned_identity():
+    app = module("functionApp")
+    site = only(app.resources_of("Microsoft.Web/sites")).value()
+    storage = dig(site, "properties", "functionAppConfig", "deployment", "storage")
+    assert storage["type"] == "blobContainer"
+    assert storage["authentication"]["type"] == "UserAssignedIdentity"
+    identity = storage["authentication"]["userAssignedIdentityResourceId"]
+    assert identity == Expr("identity.outputs.id")
+
+
+def app_settings() -> dict:
+    config = only(module("functionApp").resources_of("Microsoft.Web/sites/config")).value()
+    assert config["name"] == "appsettings"
+    return config["properties"]
+
+
+def test_host_storage_is_identity_based_with_no_connection_string():
+    settings = app_settings()
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == Expr("identity.outputs.clientId")
+    for service in ("blob", "queue"):
+        uri = settings[f"AzureWebJobsStorage__{service}ServiceUri"]
+        assert uri == Expr(f"storage.properties.primaryEndpoints.{service}")
+    # Flex Consumption: runtime and package live in functionAppConfig, not in app settings.
+    forbidden = {"azurewebjobsstorage", "functions_worker_runtime", "functions_extension_version",
+                 "website_run_from_package", "website_contentazurefileconnectionstring",
+                 "deployment_storage_connection_string"}
+    assert forbidden.isdisjoint(key.lower() for key in settings)
+
+
+def test_no_template_holds_a_storage_connection_string_or_account_key():
+    for path in bicep_files():
+        tree = BicepFile.load(path).tree
+        for node in walk(tree.root_node):
+            if node.type == "object_property":
+                key = named(node)[0].text.decode().strip("'")
+                assert key.lower() != "azurewebjobsstorage", path
+            if node.type == "string":
+                assert "AccountKey=" not in node.text.decode(), path
+            if node.type == "call_expression":
+                function = named(node)[0].text.decode()
+                if function.lower().endswith("listkeys"):
+                    # Only the Functions host's keys (the blob extension's webhook key).
+                    owner = function.rpartition(".")[0]
+                    types = {r.symbol: r.type for r in BicepFile.load(path).resources}
+                    assert types.get(owner) == "Microsoft.Web/sites/host", (path, function)
+
+
+def test_application_insights_takes_entra_id_authenticated_telemetry_only():
+    monitoring = module("monitoring")
+    component = only(monitoring.resources_of("Microsoft.Insights/components")).value()
+    assert component["properties"]["DisableLocalAuth"] is True
+    assert "WorkspaceResourceId" in component["properties"]
+    settings = app_settings()
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == Expr(
+        "ClientId=${identity.outputs.clientId};Authorization=AAD"
+    )
+    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in settings
+
+
+def config_setting_names() -> set[str]:
+    """The EMNIST_EDGE_* names shared/config.py reads (its _int/_str/_path/_float calls)."""
+    tree = ast.parse((REPO / "shared" / "config.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in {"_int", "_str", "_path", "_float"}
+                and node.args and isinstance(node.args[0], ast.Constant)):
+            names.add("EMNIST_EDGE_" + node.args[0].value)
+    return names
+
+
+def test_every_app_setting_for_the_app_is_one_it_reads():
+    ours = {key for key in app_settings() if key.startswith("EMNIST_EDGE_")}
+    assert ours, "no EMNIST_EDGE_ settings"
+    assert ours <= config_setting_names(), ours - config_setting_names()
+    settings = app_settings()
+    assert settings["EMNIST_EDGE_BATCH_CONTAINER"] == "batches"
+    assert settings["EMNIST_EDGE_RESULTS_CONTAINER"] == "results"
+
+
+def test_torch_threads_follow_the_instance_size():
+    app = module("functionApp")
+    assert app_settings()["EMNIST_EDGE_TORCH_THREADS"] == Expr("string(torchThreads)")
+    assert app.variables["torchThreads"].text.decode() == "instanceMemoryMB >= 4096 ? 2 : 1"
+
+
+def test_event_grid_delivers_blob_created_under_batches_to_the_blob_trigger_webhook():
+    topic = only(module("eventGrid").resources_of("Microsoft.EventGrid/systemTopics")).value()
+    assert topic["properties"]["topicType"] == "Microsoft.Storage.StorageAccounts"
+
+    wiring = MAIN.modules["blobTriggerSubscription"]
+    assert wiring.conditional, "needs the deployed code: only when wireBlobTrigger is true"
+    subscription_file = module("blobTriggerSubscription")
+    subscription = only(
+        subscription_file.resources_of("Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    ).value()
+    event_filter = subscription["properties"]["filter"]
+    assert event_filter["subjectBeginsWith"] == "/blobServices/default/containers/batches/"
+    assert event_filter["includedEventTypes"] == ["Microsoft.Storage.BlobCreated"]
+    destination = subscription["properties"]["destination"]
+    assert destination["endpointType"] == "WebHook"
+    url = destination["properties"]["endpointUrl"]
+    function = MAIN.lookup("blobTriggerFunctionName")
+    assert url.startswith("https://${functionApp.properties.defaultHostName}/runtime/webhooks/"
+                          f"blobs?functionName=Host.Functions.{function}&code=")
+    assert url.endswith("${functionHost.listKeys().systemKeys.blobs_extension}")
+    host = only(subscription_file.resources_of("Microsoft.Web/sites/host")).value()
+    assert host["name"] == "default" and host["parent"] == Expr("functionApp")
+    name = subscription["name"]
+    assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", name), name
+
+
+def role_assignments() -> list[dict]:
+    rbac = module("rbac")
+    out = []
+    for resource in rbac.resources_of("Microsoft.Authorization/roleAssignments"):
+        value = resource.value()
+        role = re.search(r"'([0-9a-f-]{36})'|\$\{(\w+)\}|, (\w+)\)$",
+                         value["properties"]["roleDefinitionId"])
+        assert role, value["properties"]["roleDefinitionId"]
+        guid = role[1] or rbac.lookup(role[2] or role[3])
+        out.append({"role": ROLES.get(guid, guid), "scope": value["scope"],
+                    "principal": value["properties"]["principalId"],
+                    "conditional": resource.conditional})
+    return out
+
+
+def test_the_app_identity_holds_the_least_roles_that_work():
+    app_roles = {(a["role"], a["scope"]) for a in role_assignments()
+                 if a["principal"] == Expr("identity.outputs.principalId")}
+    assert app_roles == {
+        ("Storage Blob Data Owner", Expr("storage")),
+        ("Storage Queue Data Contributor", Expr("storage")),
+        ("Monitoring Metrics Publisher", Expr("applicationInsights")),
+    }
+
+
+def test_the_data_principal_reaches_the_batches_and_results_containers_only():
+    data = [a for a in role_assignments() if a["principal"] != Expr("identity.outputs.principalId")]
+    assert {(a["role"], a["scope"]) for a in data} == {
+        ("Storage Blob Data Contributor", Expr("batches")),
+        ("Storage Blob Data Contributor", Expr("results")),
+    }
+    assert all(a["conditional"] for a in data)
+    rbac = module("rbac")
+    containers = {r.symbol: r.value()["name"] for r in rbac.resources_of(CONTAINERS)}
+    assert containers == {"batches": "batches", "results": "results"}
+
+
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: p.relative_to(INFRA).as_posix())
+def test_role_definition_ids_are_known_built_in_roles(path: Path):
+    """A mistyped role ID deploys a failing role assignment (or another role): every GUID in the
+    templates must be one of the built-in roles above, by their documented IDs."""
+    bicep = BicepFile.load(path)
+    for node in walk(bicep.tree.root_node):
+        if node.type == "string" and GUID.fullmatch(value := str(bicep.evaluate(node))):
+            assert value.lower() in ROLES, f"{path.name}: {value} is not a role this app uses"
