@@ -1,4 +1,4 @@
-"""Local server: ``python -m functions.serve [--host H] [--port P] [--workers N]``.
+"""Local server: ``python -m functions.serve [--host H] [--port P] [--workers N] [--batch]``.
 
 Runs the very app that Azure Functions hosts (``functions.http_api:app``) under uvicorn. The
 app's lifespan loads and warms the model before uvicorn opens its socket, so by the time
@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from shared.azurite import LocalBatchStack, start_local_batch_stack
 from shared.config import Settings
+from shared.storage import quiet_sdk_http_logging
 
 APP = "functions.http_api:app"
 
@@ -37,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes, each with its own model (default: %(default)s)")
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="log every request (default: on)")
+    parser.add_argument("--batch", action=argparse.BooleanOptionalAction, default=False,
+                        help="also start Azurite and the poller that processes each blob "
+                        "uploaded to the batches container, as the blob trigger does in Azure "
+                        "(default: off; make run turns it on)")
+    parser.add_argument("--batch-port", type=int, default=10000,
+                        help="Azurite's blob port (default 10000, where UseDevelopmentStorage=true "
+                        "looks; 0 picks a free one)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
@@ -51,16 +61,38 @@ def main(argv: list[str] | None = None) -> int:
              url, url)
     config = uvicorn.Config(APP, host=args.host, port=args.port, workers=args.workers,
                             access_log=args.access_log, log_level="info")
+    stack = start_batch_side(settings, args.batch_port) if args.batch else None
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: with the default
+    # handler that ends the process on the spot, before Azurite is stopped below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        serve(config)
+    finally:
+        if stack is not None:
+            stack.stop()
+    return 0
+
+
+def start_batch_side(settings: Settings, port: int) -> LocalBatchStack:
+    """Azurite and the poller: the local stand-in for Storage, Event Grid and the blob trigger."""
+    quiet_sdk_http_logging()
+    stack = start_local_batch_stack(settings, port=port)
+    log.info("batches: upload blobs to container %r at %s (connection string: %s); results "
+             "appear in %r", settings.batch_container, stack.azurite.blob_endpoint,
+             stack.connection_string, settings.results_container)
+    return stack
+
+
+def serve(config: uvicorn.Config) -> None:
     if config.workers == 1:
         uvicorn.Server(config).run()
-        return 0
+        return
     # Several workers share a socket that uvicorn binds with proto 0, so asyncio never turns on
     # TCP_NODELAY for their connections (uvicorn issue 3149) and every keep-alive response waits
     # ~40 ms for a delayed ACK. Linux copies the option from the listener to each connection.
     listener = config.bind_socket()
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     Multiprocess(config, sockets=[listener]).run()
-    return 0
 
 
 if __name__ == "__main__":

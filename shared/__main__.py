@@ -38,6 +38,77 @@ def classify_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def batch_command(args: argparse.Namespace) -> int:
+    """Run the blob trigger's code on a local file (results beside it or in --out) or on a blob
+    (``container/name`` or a blob URL; results to the results container).
+
+    Imports here, not at the top: ``classify`` should not pay for loading the storage SDK.
+    """
+    import logging
+
+    from azure.core.exceptions import AzureError
+
+    from shared.batch import process_batch
+    from shared.config import Settings
+    from shared.model_loader import get_model
+    from shared.storage import (
+        LocalFileSource,
+        LocalResultSink,
+        StorageNotConfigured,
+        blob_service,
+        process_blob,
+        quiet_sdk_http_logging,
+    )
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    quiet_sdk_http_logging()
+    settings = Settings.from_env()
+    path = Path(args.batch)
+    if path.is_file():
+        out = Path(args.out) if args.out else path.parent
+        out.mkdir(parents=True, exist_ok=True)
+        outcome = process_batch(LocalFileSource(path), LocalResultSink(out), settings,
+                                get_model(settings), top_k=args.top_k)
+        where = str(out)
+    else:
+        if args.out:
+            print("error: --out applies to local files; a blob's results go to the results "
+                  "container", file=sys.stderr)
+            return 2
+        try:
+            service = blob_service(settings, args.connection_string)
+            container, name = _blob_location(args.batch, service.url)
+            outcome = process_blob(service.get_blob_client(container, name), settings,
+                                   service=service)
+        except (StorageNotConfigured, AzureError) as exc:
+            reason = str(exc).splitlines()[0]
+            print(f"error: {args.batch} is no local file, and as a blob: {reason}",
+                  file=sys.stderr)
+            return 2
+        where = f"container {settings.results_container}"
+    if outcome.status == "missing":
+        print(f"error: no such file or blob: {args.batch}", file=sys.stderr)
+        return 2
+    print(json.dumps({"status": outcome.status, "results": where, **(outcome.document or {})},
+                     indent=2))
+    return 1 if outcome.status == "failed" else 0
+
+
+def _blob_location(text: str, account_url: str) -> tuple[str, str]:
+    """``container/name``, or a blob URL of this account -> (container, blob name)."""
+    if text.startswith(("http://", "https://")):
+        from azure.storage.blob import BlobClient
+
+        if not text.startswith(account_url.rstrip("/") + "/"):
+            raise SystemExit(f"error: {text} is not a blob of the account at {account_url}")
+        blob = BlobClient.from_blob_url(text)
+        return blob.container_name, blob.blob_name
+    container, _, name = text.partition("/")
+    if not container or not name:
+        raise SystemExit(f"error: {text} is neither a local file nor container/blob-name")
+    return container, name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared", description="emnist-edge tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     classify.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
     classify.add_argument("--json", action="store_true", help="one JSON object per line")
     classify.set_defaults(handler=classify_command)
+    batch = commands.add_parser(
+        "batch", help="classify a batch (zip, tar, npy, npz, IDX, image) into results",
+        description="Runs the blob trigger's code on a local file or on a blob in storage "
+        "(e.g. Azurite): results are <batch>.csv and <batch>.summary.json, or <batch>.error.json.",
+    )
+    batch.add_argument("batch", metavar="PATH_OR_BLOB",
+                       help="a local file, container/blob-name, or a blob URL")
+    batch.add_argument("--out", metavar="DIR", help="results folder for a local file "
+                       "(default: beside it)")
+    batch.add_argument("--connection-string", help="storage connection string for a blob "
+                       "(default: the AzureWebJobsStorage setting)")
+    batch.add_argument("--top-k", type=int, default=None,
+                       help="ranked labels per item (default: EMNIST_EDGE_BATCH_TOP_K)")
+    batch.set_defaults(handler=batch_command)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

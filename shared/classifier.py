@@ -40,6 +40,20 @@ def check_top_k(top_k: int, model: LoadedModel) -> int:
     return top_k
 
 
+def top_k_arrays(
+    tiles: np.ndarray, top_k: int, model: LoadedModel, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k probabilities (float32) and class indices, ``[N, k]`` each, in forward passes of
+    ``batch_size``: arrays, so that a batch of a million needs no Python object per item."""
+    values = np.empty((len(tiles), top_k), dtype=np.float32)
+    indices = np.empty((len(tiles), top_k), dtype=np.int64)
+    for start in range(0, len(tiles), batch_size):
+        best = torch.topk(model.probabilities(tiles[start : start + batch_size]), top_k, dim=1)
+        values[start : start + batch_size] = best.values.numpy()
+        indices[start : start + batch_size] = best.indices.numpy()
+    return values, indices
+
+
 def classify_tiles(
     tiles: np.ndarray,
     top_k: int = DEFAULT_TOP_K,
@@ -49,16 +63,15 @@ def classify_tiles(
     """Classify upright white-on-black uint8 tiles ``[N,28,28]``."""
     model = model or get_model()
     check_top_k(top_k, model)
-    batch_size = batch_size or Settings.from_env().batch_size
+    values, indices = top_k_arrays(
+        tiles, top_k, model, batch_size or Settings.from_env().batch_size
+    )
     predictions: list[Prediction] = []
-    for start in range(0, len(tiles), batch_size):
-        probs = model.probabilities(tiles[start : start + batch_size])
-        values, indices = torch.topk(probs, top_k, dim=1)
-        for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True):
-            ranked = tuple(
-                (model.labels[i], float(p)) for i, p in zip(row_indices, row_values, strict=True)
-            )
-            predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+    for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True):
+        ranked = tuple(
+            (model.labels[i], float(p)) for i, p in zip(row_indices, row_values, strict=True)
+        )
+        predictions.append(Prediction(ranked[0][0], ranked[0][1], ranked))
     return predictions
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import STROKES, draw_character
 
 from shared.config import REPO_ROOT
+from tests.conftest import STROKES, draw_character
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import httpx2
 import numpy as np
 import pytest
-from conftest import STROKES, draw_character, running_server
 from PIL import Image
+
+from tests.conftest import STROKES, draw_character, running_server
 
 pytestmark = pytest.mark.integration
 

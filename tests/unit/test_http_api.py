@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import STROKES, draw_character
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -21,6 +20,7 @@ from functions.schemas import ClassifyResponse, ErrorResponse, InferResponse, Mo
 from shared import model_loader
 from shared.config import Settings
 from shared.errors import InvalidRequest, PayloadTooLarge
+from tests.conftest import STROKES, draw_character
 
 MAX_BODY = 200_000
 MAX_IMAGES = 4

@@ -1,0 +1,51 @@
+"""The blob-triggered function: a batch lands in the batches container -> result blobs.
+
+Event Grid source, the only kind Flex Consumption runs: the storage account's BlobCreated
+event is pushed to the host, which invokes this function once per event (at least once: a
+redelivery is expected, and ``process_batch`` makes it a no-op by etag).
+
+The blob arrives as an SDK-type binding (``azurefunctions-extensions-bindings-blob``): the host
+passes only a reference, and the function gets an ``azure.storage.blob.BlobClient`` built from
+the same ``AzureWebJobsStorage`` connection (identity-based in Azure). Reading goes through
+that client as a stream, so a batch's size is never bounded by the worker's memory or by the
+host's gRPC message limit, as ``func.InputStream`` (the whole blob in one message) would be.
+
+The container path is resolved from settings when the app is indexed, with ``batches`` as the
+default, rather than a ``%APP_SETTING%`` binding expression: an expression fails indexing
+wherever the setting is missing, and a default keeps local runs and tests working unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
+
+from shared.config import Settings
+from shared.storage import process_blob, quiet_sdk_http_logging
+
+log = logging.getLogger(__name__)
+quiet_sdk_http_logging()
+
+bp = func.Blueprint()
+
+BATCH_PATH = f"{Settings.from_env().batch_container}/{{name}}"
+
+
+@bp.function_name("classify_batch")
+@bp.blob_trigger(
+    arg_name="client",
+    path=BATCH_PATH,
+    connection="AzureWebJobsStorage",
+    source=func.BlobSource.EVENT_GRID,
+)
+def classify_batch(client: blob.BlobClient) -> None:
+    """Classify one uploaded batch into the results container.
+
+    Errors of the batch (unreadable, over a limit) are written as ``<name>.error.json`` and the
+    invocation succeeds, so it is not retried; anything else (storage unavailable, the model
+    failing to load) propagates, so the host and Event Grid retry and finally dead-letter it.
+    """
+    outcome = process_blob(client, Settings.from_env())
+    log.info("batch %s: %s", client.blob_name, outcome.status)

@@ -1,0 +1,370 @@
+"""One batch processed: a source (blob or file) -> a results CSV and a summary, or an error.
+
+``process_batch`` is the one implementation behind the blob trigger, ``python -m shared batch``
+and the local poller; they differ only in the :class:`BatchSource` and :class:`ResultSink` they
+pass (see ``shared.storage``).
+
+Outputs, named after the batch (``forms.zip`` -> ``forms.zip.csv``: the full name, so that
+``forms.zip`` and ``forms.npy`` do not collide):
+
+- ``<batch>.csv``: a header row, then one row per item in input order. Columns: ``item`` (the
+  archive path, sanitised, or the array index), ``label`` and ``probability`` (the top class),
+  ``label_2, probability_2 ... label_k, probability_k`` (the runners-up, so no column repeats
+  another), ``error_code`` and ``error_message`` (empty unless the item failed, in which case
+  the label columns are empty). Probabilities are rounded to 6 decimals. Wide columns rather
+  than one packed cell: a spreadsheet or ``pandas.read_csv`` reads them without parsing.
+- ``<batch>.summary.json``: counts, model, source (name, etag, size), times, throughput.
+  Written last: it is the completion marker.
+- ``<batch>.error.json`` instead, when the batch as a whole is unreadable or over a limit.
+
+Idempotency: both JSON files record the source's etag; when either exists for the etag being
+processed, the work was done (or failed for good) and nothing is rewritten, so a redelivered
+event costs two small reads. A new etag (a new version of the blob) is processed again and
+replaces the old outputs (a new model version alone does not: delete a summary to have its
+batch redone). Atomicity: the CSV is invisible until committed (a block list in blob storage,
+``os.replace`` of a temporary file locally), and it is committed only after the last item; a
+batch that fails part-way leaves no CSV and no summary of its own, and the outputs of an earlier
+version are removed so that nothing left behind looks like this version's result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, closing
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, Literal, Protocol
+
+import numpy as np
+
+from shared.batch_formats import BatchReader, Chunk, Limits, safe_text
+from shared.classifier import check_top_k, top_k_arrays
+from shared.config import Settings
+from shared.errors import InvalidBatch
+from shared.model_loader import LoadedModel
+
+log = logging.getLogger(__name__)
+
+# CSV text is handed to the sink in pieces of about this size (one staged block each in blob
+# storage: few enough requests, little memory).
+FLUSH_BYTES = 4 * 1024 * 1024
+PROBABILITY_DECIMALS = 6
+# Chunks read and decoded ahead of the one being classified (each a few MB at most).
+READ_AHEAD_CHUNKS = 2
+MAX_MESSAGE_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What identifies one version of a batch: its name, etag and size in bytes."""
+
+    name: str
+    etag: str
+    size: int
+
+
+class BatchSource(Protocol):
+    """Where a batch comes from (a blob, a local file)."""
+
+    def describe(self) -> SourceInfo | None:
+        """The current version, or None when the source no longer exists."""
+
+    def open(self, info: SourceInfo) -> AbstractContextManager[BinaryIO]:
+        """A stream of exactly the version ``info`` describes."""
+
+
+class CsvUpload(Protocol):
+    """A results file being written: invisible to readers until ``commit``."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ResultSink(Protocol):
+    """Where results go (the results container, a local folder)."""
+
+    def read_json(self, name: str) -> dict[str, Any] | None: ...
+
+    def write_json(self, name: str, document: dict[str, Any]) -> None: ...
+
+    def open_csv(self, name: str) -> CsvUpload: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``process_batch`` did: ``processed`` (summary written), ``failed`` (error written),
+    ``unchanged`` (results for this etag existed), ``missing`` (the source is gone)."""
+
+    status: Literal["processed", "failed", "unchanged", "missing"]
+    source: SourceInfo | None
+    document: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ResultNames:
+    csv: str
+    summary: str
+    error: str
+
+    @classmethod
+    def of(cls, batch: str) -> ResultNames:
+        return cls(f"{batch}.csv", f"{batch}.summary.json", f"{batch}.error.json")
+
+
+def process_batch(
+    source: BatchSource,
+    sink: ResultSink,
+    settings: Settings,
+    model: LoadedModel,
+    *,
+    top_k: int | None = None,
+) -> Outcome:
+    """Classify every item of one batch version into results, once per etag.
+
+    Errors of the batch itself (InvalidBatch, BatchTooLarge) become ``<batch>.error.json``
+    and a ``failed`` outcome: final for this etag, so a trigger does not retry it forever.
+    Anything else (storage unreachable, the model missing) propagates so that the caller's
+    trigger retries; it leaves nothing committed.
+    """
+    top_k = check_top_k(top_k or settings.batch_top_k, model)
+    info = source.describe()
+    if info is None:
+        log.warning("batch source is gone before processing; nothing to do")
+        return Outcome("missing", None, None)
+    names = ResultNames.of(info.name)
+    for existing in (names.summary, names.error):
+        document = sink.read_json(existing)
+        if document is not None and document.get("source", {}).get("etag") == info.etag:
+            log.info("batch %s (etag %s) already has %s: nothing to do", info.name, info.etag,
+                     existing)
+            return Outcome("unchanged", info, document)
+
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    log.info("batch %s (etag %s, %d bytes): processing", info.name, info.etag, info.size)
+    try:
+        with source.open(info) as stream:
+            counts = _classify_to_csv(stream, info, sink.open_csv(names.csv), settings, model,
+                                      top_k)
+    except InvalidBatch as error:
+        document = {
+            "batch": info.name,
+            "code": error.code,
+            "message": error.message,
+            "source": asdict(info),
+            "time": _iso(datetime.now(UTC)),
+        }
+        sink.write_json(names.error, document)
+        sink.delete(names.summary)
+        sink.delete(names.csv)
+        log.warning("batch %s failed (%s): %s", info.name, error.code, error.message)
+        return Outcome("failed", info, document)
+
+    duration = time.perf_counter() - clock
+    summary = {
+        "batch": info.name,
+        "results": names.csv,
+        **counts,
+        "top_k": top_k,
+        "model": {
+            "name": model.manifest.name,
+            "version": model.manifest.version,
+            "sha256": model.manifest.sha256,
+        },
+        "source": asdict(info),
+        "started": _iso(started),
+        "finished": _iso(datetime.now(UTC)),
+        "duration_s": round(duration, 3),
+        "items_per_s": round(counts["items"] / duration, 1) if duration > 0 else None,
+    }
+    sink.write_json(names.summary, summary)
+    sink.delete(names.error)
+    log.info("batch %s: %d items (%d failed, %d skipped) in %.1f s, %.0f items/s", info.name,
+             counts["items"], counts["failed"], counts["skipped"], duration,
+             summary["items_per_s"] or 0)
+    return Outcome("processed", info, summary)
+
+
+def _classify_to_csv(
+    stream: BinaryIO,
+    info: SourceInfo,
+    upload: CsvUpload,
+    settings: Settings,
+    model: LoadedModel,
+    top_k: int,
+) -> dict[str, Any]:
+    """Read, classify and write every chunk; commit the CSV only once all of it is written."""
+    reader = BatchReader(stream, name=info.name, size=info.size,
+                         limits=Limits.from_settings(settings),
+                         chunk_items=settings.batch_chunk_items)
+    writer = ResultWriter(upload, model.labels, top_k)
+    progress = _Progress(info.name, settings.batch_progress_s)
+    try:
+        with closing(_read_ahead(reader.chunks(), READ_AHEAD_CHUNKS)) as chunks:
+            for chunk, (values, indices) in _classified(chunks, model, top_k, settings):
+                writer.write(chunk, values, indices)
+                progress.update(writer.items)
+        if writer.items == 0:
+            raise InvalidBatch(
+                f"the batch holds no images ({reader.skipped} archive entries skipped as not "
+                "images)" if reader.skipped else "the batch holds no images"
+            )
+        writer.close()
+        upload.commit()
+    except BaseException:
+        upload.abort()
+        raise
+    return {
+        "format": reader.format,
+        "items": writer.items,
+        "succeeded": writer.items - sum(writer.errors.values()),
+        "failed": sum(writer.errors.values()),
+        "skipped": reader.skipped,
+        "errors": dict(writer.errors),
+    }
+
+
+def _classified(
+    chunks: Iterator[Chunk], model: LoadedModel, top_k: int, settings: Settings
+) -> Iterator[tuple[Chunk, tuple[np.ndarray, np.ndarray]]]:
+    """Each chunk with the top-k probabilities and class indices of its good items."""
+    for chunk in chunks:
+        good = chunk.good()
+        tiles = chunk.tiles if good is None else chunk.tiles[good]
+        yield chunk, top_k_arrays(tiles, top_k, model, settings.batch_size)
+
+
+def _read_ahead(chunks: Iterator[Chunk], depth: int) -> Iterator[Chunk]:
+    """The same chunks, read in a background thread up to ``depth`` ahead of the consumer.
+
+    While the model classifies one chunk (torch releases the GIL), the next is downloaded and
+    decoded: the download mostly waits on the network, and its ranged GETs would otherwise
+    leave the CPU idle between forward passes. The reader's errors are re-raised here, in
+    order; when the consumer stops early, the thread stops after the chunk it is reading and
+    closes the reader (its streams and temporary files).
+    """
+    handoff: queue.Queue[Chunk | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Chunk | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            with closing(chunks):
+                for chunk in chunks:
+                    if not put(chunk):
+                        return
+        except BaseException as error:  # handed to the consumer, who raises it
+            put(error)
+            return
+        put(None)
+
+    thread = threading.Thread(target=produce, name="batch-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class ResultWriter:
+    """Formats result rows with the csv module's C writer from whole columns (numpy fancy
+    indexing for labels, one rounding per chunk), so the cost per item is a few C calls."""
+
+    def __init__(self, upload: CsvUpload, labels: tuple[str, ...], top_k: int) -> None:
+        self._upload = upload
+        self._labels = np.asarray(labels, dtype=object)
+        self._top_k = top_k
+        self._text = io.StringIO()
+        self._csv = csv.writer(self._text, lineterminator="\n")
+        self.items = 0
+        self.errors: Counter[str] = Counter()
+        self._csv.writerow(csv_header(top_k))
+
+    def write(self, chunk: Chunk, values: np.ndarray, indices: np.ndarray) -> None:
+        n = len(chunk)
+        columns: list[list[Any]] = []
+        rounded = np.round(values.astype(np.float64), PROBABILITY_DECIMALS)
+        good = chunk.good()
+        for rank in range(self._top_k):
+            labels = self._labels[indices[:, rank]]
+            probabilities = rounded[:, rank].astype(object)
+            if good is not None:
+                labels = _spread(labels, good)
+                probabilities = _spread(probabilities, good)
+            columns += [labels.tolist(), probabilities.tolist()]
+        codes, messages = [""] * n, [""] * n
+        for position, error in chunk.errors.items():
+            codes[position] = error.code
+            messages[position] = safe_text(error.message, MAX_MESSAGE_CHARS)
+            self.errors[error.code] += 1
+        self._csv.writerows(zip(chunk.ids, *columns, codes, messages, strict=True))
+        self.items += n
+        if self._text.tell() >= FLUSH_BYTES:
+            self._flush()
+
+    def close(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self._text.getvalue().encode("utf-8")
+        if data:
+            self._upload.write(data)
+        self._text.seek(0)
+        self._text.truncate()
+
+
+def csv_header(top_k: int) -> list[str]:
+    """The CSV's columns (see the module docstring)."""
+    ranks = [name for r in range(2, top_k + 1) for name in (f"label_{r}", f"probability_{r}")]
+    return ["item", "label", "probability", *ranks, "error_code", "error_message"]
+
+
+def _spread(values: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Values of the good items placed at their positions, empty strings at the failed ones."""
+    out = np.full(len(good), "", dtype=object)
+    out[good] = values
+    return out
+
+
+class _Progress:
+    """Logs items done and the rate at most every ``interval`` seconds."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        self._name = name
+        self._interval = interval
+        self._start = self._last = time.perf_counter()
+
+    def update(self, items: int) -> None:
+        now = time.perf_counter()
+        if now - self._last >= self._interval:
+            self._last = now
+            log.info("batch %s: %d items done, %.0f items/s", self._name, items,
+                     items / (now - self._start))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")

@@ -1,0 +1,266 @@
+"""Blob storage and local folders as batch sources and result sinks.
+
+Client creation lives here only. The connection follows the Functions host's own settings for
+``AzureWebJobsStorage``, so the trigger and this code always talk to the same account: a
+connection string (locally Azurite, e.g. ``UseDevelopmentStorage=true``) or, in Azure,
+identity-based (``AzureWebJobsStorage__blobServiceUri`` plus ``DefaultAzureCredential``, which
+uses the user-assigned managed identity named by ``AzureWebJobsStorage__clientId``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+
+from shared.batch import Outcome, SourceInfo, process_batch
+from shared.config import Settings
+from shared.model_loader import LoadedModel, get_model
+
+# Bytes per ranged GET while streaming a blob (the first GET too, which the SDK would otherwise
+# make 32 MiB): fewer round trips than its 4 MiB chunks, and a small, fixed amount of memory.
+DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+READ_BUFFER_BYTES = 1024 * 1024
+JSON_CONTENT = ContentSettings(content_type="application/json")
+CSV_CONTENT = ContentSettings(content_type="text/csv; charset=utf-8")
+
+
+# The storage SDK logs every HTTP request and response at INFO.
+SDK_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+
+
+def quiet_sdk_http_logging() -> None:
+    """Keep the SDK's per-request lines out of INFO logs (the Functions host ships INFO to
+    Application Insights): a million-item batch would log thousands of them for a few lines of
+    its own progress."""
+    logging.getLogger(SDK_HTTP_LOGGER).setLevel(logging.WARNING)
+
+
+class StorageNotConfigured(RuntimeError):
+    """Neither a connection string nor a blob service URI is set."""
+
+
+def blob_service(settings: Settings, connection_string: str | None = None) -> BlobServiceClient:
+    """The account's client: from an explicit connection string, else from the host settings.
+
+    Cached per connection, so every invocation in a worker shares one HTTP connection pool.
+    """
+    return _service(
+        connection_string or settings.storage_connection_string,
+        settings.storage_blob_uri,
+        settings.storage_client_id,
+    )
+
+
+@lru_cache(maxsize=8)
+def _service(
+    connection_string: str | None, blob_uri: str | None, client_id: str | None
+) -> BlobServiceClient:
+    options = {"max_single_get_size": DOWNLOAD_CHUNK_BYTES,
+               "max_chunk_get_size": DOWNLOAD_CHUNK_BYTES}
+    if connection_string:
+        return BlobServiceClient.from_connection_string(connection_string, **options)
+    if blob_uri:
+        from azure.identity import DefaultAzureCredential  # only identity-based needs it
+
+        credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+        return BlobServiceClient(blob_uri, credential=credential, **options)
+    raise StorageNotConfigured(
+        "no storage configured: set AzureWebJobsStorage (a connection string, e.g. "
+        "UseDevelopmentStorage=true for Azurite) or AzureWebJobsStorage__blobServiceUri"
+    )
+
+
+def process_blob(
+    blob: BlobClient,
+    settings: Settings,
+    *,
+    service: BlobServiceClient | None = None,
+    model: LoadedModel | None = None,
+) -> Outcome:
+    """Process one blob of the batches container into the results container (the trigger's,
+    the CLI's and the poller's one call)."""
+    service = service or blob_service(settings)
+    sink = BlobResultSink(service.get_container_client(settings.results_container))
+    return process_batch(BlobSource(blob), sink, settings, model or get_model(settings))
+
+
+class BlobSource:
+    """A blob, streamed: ranged GETs of a fixed size, pinned to the etag that was described,
+    so a blob overwritten mid-read fails (and is retried) instead of mixing two versions."""
+
+    def __init__(self, blob: BlobClient) -> None:
+        self._blob = blob
+
+    def describe(self) -> SourceInfo | None:
+        try:
+            properties = self._blob.get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return SourceInfo(self._blob.blob_name, properties.etag, properties.size)
+
+    @contextmanager
+    def open(self, info: SourceInfo) -> Iterator[BinaryIO]:
+        download = self._blob.download_blob(
+            etag=info.etag, match_condition=MatchConditions.IfNotModified
+        )
+        yield io.BufferedReader(_DownloadStream(download), READ_BUFFER_BYTES)
+
+
+class _DownloadStream(io.RawIOBase):
+    """A blob download as a raw stream (the SDK's downloader reads, but is no file object)."""
+
+    def __init__(self, download: Any) -> None:
+        self._download = download
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._download.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class BlobResultSink:
+    """Results as blobs of one container. The CSV is staged block by block and becomes visible
+    only when the block list is committed."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        try:
+            data = self._container.get_blob_client(name).download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+        return _parse_marker(data)
+
+    def write_json(self, name: str, document: dict[str, Any]) -> None:
+        self._container.get_blob_client(name).upload_blob(
+            _dump(document), overwrite=True, content_settings=JSON_CONTENT
+        )
+
+    def open_csv(self, name: str) -> _BlockUpload:
+        return _BlockUpload(self._container.get_blob_client(name))
+
+    def delete(self, name: str) -> None:
+        with suppress(ResourceNotFoundError):
+            self._container.get_blob_client(name).delete_blob()
+
+
+class _BlockUpload:
+    """Staged blocks, committed at the end. Block ids carry a per-upload prefix (all ids of a
+    blob must have one length), so two writers of one name never mix blocks."""
+
+    def __init__(self, blob: BlobClient) -> None:
+        self._blob = blob
+        self._prefix = uuid.uuid4().hex
+        self._blocks: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        block_id = f"{self._prefix}-{len(self._blocks):08d}"
+        self._blob.stage_block(block_id, data, length=len(data))
+        self._blocks.append(block_id)
+
+    def commit(self) -> None:
+        self._blob.commit_block_list(self._blocks, content_settings=CSV_CONTENT)
+
+    def abort(self) -> None:
+        """Nothing to undo: uncommitted blocks are never visible and storage discards them."""
+
+
+class LocalFileSource:
+    """A local file. Its etag is its modification time and size (as web servers make theirs):
+    a rewritten file gets a new one, and nothing has to read the whole file to tell."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def describe(self) -> SourceInfo | None:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return None
+        return SourceInfo(self._path.name, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+                          stat.st_size)
+
+    @contextmanager
+    def open(self, info: SourceInfo) -> Iterator[BinaryIO]:
+        with open(self._path, "rb") as stream:
+            yield stream
+
+
+class LocalResultSink:
+    """Results as files of one folder, each written to a temporary file beside it and moved
+    into place with ``os.replace`` (atomic on one file system)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        try:
+            return _parse_marker(self._path(name).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def write_json(self, name: str, document: dict[str, Any]) -> None:
+        upload = _FileUpload(self._path(name))
+        upload.write(_dump(document))
+        upload.commit()
+
+    def open_csv(self, name: str) -> _FileUpload:
+        return _FileUpload(self._path(name))
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    def _path(self, name: str) -> Path:
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"a local result name must be a plain file name, not {name!r}")
+        return self._folder / name
+
+
+class _FileUpload:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                 suffix=".tmp")
+        self._temporary = Path(temporary)
+        self._file = os.fdopen(descriptor, "wb")
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self) -> None:
+        self._file.close()
+        os.replace(self._temporary, self._path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._temporary.unlink(missing_ok=True)
+
+
+def _dump(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _parse_marker(data: bytes) -> dict[str, Any] | None:
+    """A summary or error document; anything unreadable counts as absent (so it is redone)."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None

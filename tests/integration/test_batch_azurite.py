@@ -1,0 +1,199 @@
+"""The batch path against a real Azurite (conftest's ``azurite``): upload -> process -> results,
+redelivery, new versions, the poller, the blob function's user code and the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from types import SimpleNamespace
+
+import azurefunctions.extensions.bindings.blob as blob
+import numpy as np
+import pytest
+from azurefunctions.extensions.base import Datum
+
+from shared import model_loader
+from shared.azurite import start_local_batch_stack
+from shared.config import REPO_ROOT, Settings
+from shared.model_loader import load_model
+from shared.poller import BatchPoller
+from shared.storage import blob_service, process_blob
+from tests.conftest import STROKES, draw_character
+from tests.unit.test_blob_function import indexed_batch_function
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_files):
+    return load_model(*tiny_model_files)
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="module")
+def service(azurite, settings):
+    return blob_service(settings, azurite.connection_string)
+
+
+@pytest.fixture
+def name() -> str:
+    """A fresh batch name per test: the session's Azurite is shared."""
+    return f"t-{uuid.uuid4().hex[:8]}/forms.zip"
+
+
+def forms_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("p1/seven.png", draw_character(STROKES["7"]))
+        archive.writestr("p1/notes.txt", b"not an image")
+        archive.writestr("p2/ell.png", draw_character(STROKES["L"]))
+    return buffer.getvalue()
+
+
+def npy(count: int) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.random.default_rng(count).integers(1, 256, (count, 28, 28), np.uint8))
+    return buffer.getvalue()
+
+
+def result(service, settings, name: str):
+    return service.get_blob_client(settings.results_container, name)
+
+
+def read_json(service, settings, name: str) -> dict:
+    return json.loads(result(service, settings, name).download_blob().readall())
+
+
+def test_upload_process_read_results(service, settings, model, name):
+    source = service.get_blob_client(settings.batch_container, name)
+    source.upload_blob(forms_zip())
+    outcome = process_blob(source, settings, service=service, model=model)
+    assert outcome.status == "processed"
+    summary = read_json(service, settings, f"{name}.summary.json")
+    assert (summary["items"], summary["skipped"], summary["format"]) == (2, 1, "zip")
+    assert summary["source"]["etag"] == source.get_blob_properties().etag
+    text = result(service, settings, f"{name}.csv").download_blob().readall().decode()
+    assert [row["item"] for row in csv.DictReader(io.StringIO(text))] == ["p1/seven.png",
+                                                                          "p2/ell.png"]
+    assert result(service, settings, f"{name}.csv").get_blob_properties().content_settings[
+        "content_type"].startswith("text/csv")
+
+
+def test_redelivery_writes_nothing_and_a_new_version_is_redone(service, settings, model, name):
+    source = service.get_blob_client(settings.batch_container, name)
+    source.upload_blob(forms_zip())
+    process_blob(source, settings, service=service, model=model)
+    outputs = [f"{name}.csv", f"{name}.summary.json"]
+    before = [result(service, settings, n).get_blob_properties() for n in outputs]
+
+    assert process_blob(source, settings, service=service, model=model).status == "unchanged"
+    after = [result(service, settings, n).get_blob_properties() for n in outputs]
+    assert [(p.etag, p.last_modified) for p in after] == [(p.etag, p.last_modified)
+                                                          for p in before]
+
+    source.upload_blob(npy(4), overwrite=True)  # same name, new content: a new etag
+    assert process_blob(source, settings, service=service, model=model).status == "processed"
+    summary = read_json(service, settings, f"{name}.summary.json")
+    assert (summary["format"], summary["items"]) == ("npy", 4)
+    assert summary["source"]["etag"] == source.get_blob_properties().etag
+
+
+def test_a_bad_version_replaces_results_with_an_error(service, settings, model, name):
+    source = service.get_blob_client(settings.batch_container, name)
+    source.upload_blob(npy(3))
+    process_blob(source, settings, service=service, model=model)
+    source.upload_blob(b"PK\x03\x04 not really a zip", overwrite=True)
+    assert process_blob(source, settings, service=service, model=model).status == "failed"
+    container = service.get_container_client(settings.results_container)
+    assert [b.name for b in container.list_blobs(name_starts_with=name)] == [
+        f"{name}.error.json"]
+    assert read_json(service, settings, f"{name}.error.json")["code"] == "invalid_batch"
+
+
+def test_the_poller_picks_up_an_upload(service, settings, model, name):
+    poller = BatchPoller(service, settings, model=model, interval=0.1)
+    poller.start()
+    try:
+        service.get_blob_client(settings.batch_container, name).upload_blob(npy(5))
+        summary = result(service, settings, f"{name}.summary.json")
+        deadline = time.monotonic() + 30
+        while not summary.exists():
+            assert time.monotonic() < deadline, "the poller did not process the upload"
+            time.sleep(0.1)
+    finally:
+        poller.stop()
+    assert read_json(service, settings, f"{name}.summary.json")["items"] == 5
+    assert all(o.status == "unchanged" for o in poller.poll_once()
+               if o.source and o.source.name == name)
+
+
+def test_the_blob_function_against_azurite(azurite, service, settings, tiny_model_files,
+                                           monkeypatch, name):
+    """The user function with the BlobClient the SDK-type binding builds from the host's
+    reference, its connection setting pointing at Azurite."""
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    monkeypatch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
+    monkeypatch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
+    model_loader.reset_cache()
+    service.get_blob_client(settings.batch_container, name).upload_blob(forms_zip())
+    reference = SimpleNamespace(version="1.0", source="AzureStorageBlobs",
+                                content_type="application/json",
+                                content=json.dumps({"Connection": "AzureWebJobsStorage",
+                                                    "ContainerName": settings.batch_container,
+                                                    "BlobName": name}))
+    client = blob.BlobClientConverter.decode(Datum(reference, "model_binding_data"),
+                                             trigger_metadata=None, pytype=blob.BlobClient)
+    try:
+        indexed_batch_function().get_user_function()(client)
+    finally:
+        model_loader.reset_cache()
+    assert read_json(service, settings, f"{name}.summary.json")["items"] == 2
+
+
+def test_the_batch_command_on_a_blob(azurite, service, settings, tiny_model_files, name):
+    service.get_blob_client(settings.batch_container, name).upload_blob(npy(3))
+    env = {**os.environ, "EMNIST_EDGE_MODEL_PATH": str(tiny_model_files[0]),
+           "EMNIST_EDGE_MANIFEST_PATH": str(tiny_model_files[1])}
+    url = f"{azurite.blob_endpoint}/{settings.batch_container}/{name}"
+    for target, status in ((f"{settings.batch_container}/{name}", "processed"),
+                           (url, "unchanged")):
+        done = subprocess.run(
+            [sys.executable, "-m", "shared", "batch", target, "--connection-string",
+             azurite.connection_string],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["status"] == status
+
+
+def test_the_local_stack_processes_uploads(tmp_path, tiny_model_files, monkeypatch):
+    """What the local run command starts: its own Azurite with both containers, and the poller."""
+    monkeypatch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
+    monkeypatch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
+    monkeypatch.setenv("EMNIST_EDGE_BATCH_POLL_S", "0.1")
+    model_loader.reset_cache()
+    settings = Settings.from_env()
+    stack = start_local_batch_stack(settings)
+    try:
+        service = blob_service(settings, stack.connection_string)
+        service.get_blob_client(settings.batch_container, "a.npy").upload_blob(npy(2))
+        summary = service.get_blob_client(settings.results_container, "a.npy.summary.json")
+        deadline = time.monotonic() + 30
+        while not summary.exists():
+            assert time.monotonic() < deadline, "the local stack did not process the upload"
+            time.sleep(0.1)
+    finally:
+        stack.stop()
+        model_loader.reset_cache()
+    assert stack.azurite.process.poll() is not None
+    assert not stack.azurite.location.exists()
