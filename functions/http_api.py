@@ -11,14 +11,19 @@ on one route, and reading the stream ourselves is what lets the byte limits hold
 body is buffered. CPU work (unpacking, preprocessing, inference) runs in worker threads, at most
 ``classify_concurrency`` at once, so the event loop keeps answering (health checks included)
 while the model works, and concurrent requests queue instead of fighting over the cores.
+Classify requests queue in a dynamic batcher (``shared.dynamic_batcher``): those that wait
+together are classified together, in one forward pass, with one thread hop.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,7 +36,7 @@ from pydantic import ValidationError
 from swagger_ui_bundle import swagger_ui_path
 
 from functions import v2_protocol
-from functions.classify import classify_uploads, elapsed_ms
+from functions.classify import Outcome, Upload, classify_uploads, elapsed_ms
 from functions.http_errors import UnexpectedErrors, add_error_handlers, typed_error_response
 from functions.request_body import BodyKind, body_kind, parse_classify_body, read_body
 from functions.schemas import (
@@ -46,7 +51,8 @@ from functions.schemas import (
 )
 from shared.classifier import DEFAULT_TOP_K, check_top_k
 from shared.config import Settings
-from shared.errors import InvalidRequest, ModelLoadError, ModelNotReady
+from shared.dynamic_batcher import DynamicBatcher
+from shared.errors import EmnistEdgeError, InvalidRequest, ModelLoadError, ModelNotReady
 from shared.model_loader import LoadedModel, get_model, is_loaded
 
 API = "/api"
@@ -115,14 +121,92 @@ def _load_model(settings: Settings) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ClassifyCall:
+    """One classify request, its body read, waiting for the batcher."""
+
+    path: str
+    kind: BodyKind
+    body: bytes
+    content_type: str
+    top_k: int | None
+    include_processed: bool | None
+    started_ns: int
+    read_ms: float
+
+
+@dataclass(frozen=True)
+class _Unpacked:
+    slot: int
+    call: ClassifyCall
+    uploads: list[Upload]
+    decode_ms: float
+
+
+def classify_calls(
+    calls: Sequence[ClassifyCall], settings: Settings
+) -> list[JSONResponse | BaseException]:
+    """The dynamic batcher's batch function: each call's answer, or the typed error that
+    rejects it as a whole (bad body, bad top_k). Calls asking for the same options share one
+    ``classify_uploads``, so one forward pass, then each gets its own share of the results."""
+    model = get_model(settings)
+    answers: dict[int, JSONResponse | BaseException] = {}
+    groups: dict[tuple[int, bool], list[_Unpacked]] = defaultdict(list)
+    for slot, call in enumerate(calls):
+        unpacking = time.perf_counter_ns()
+        try:
+            parsed = parse_classify_body(call.kind, call.body, call.content_type,
+                                         settings.max_images)
+            top_k = check_top_k(_first(call.top_k, parsed.options.top_k, DEFAULT_TOP_K), model)
+        except EmnistEdgeError as error:
+            answers[slot] = error
+            continue
+        include = _first(call.include_processed, parsed.options.include_processed, False)
+        decode_ms = call.read_ms + elapsed_ms(unpacking)
+        groups[top_k, include].append(_Unpacked(slot, call, parsed.uploads, decode_ms))
+    for (top_k, include), members in groups.items():
+        uploads = [upload for member in members for upload in member.uploads]
+        outcome = classify_uploads(uploads, top_k, include, model, settings)
+        for member, share in zip(members, outcome.split([len(m.uploads) for m in members]),
+                                 strict=True):
+            answers[member.slot] = _respond(member, share, model)
+    return [answers[slot] for slot in range(len(calls))]
+
+
+def _respond(unpacked: _Unpacked, outcome: Outcome, model: LoadedModel) -> JSONResponse:
+    manifest = model.manifest
+    document = {
+        "model": {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256},
+        "results": outcome.results,
+        "timings_ms": {
+            "decode": unpacked.decode_ms,
+            "preprocess": outcome.preprocess_ms,
+            "inference": outcome.inference_ms,
+            "total": elapsed_ms(unpacked.call.started_ns),
+        },
+    }
+    if outcome.failure is not None:
+        return typed_error_response(unpacked.call.path, outcome.failure, **document)
+    return JSONResponse(document)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings.from_env()
+    cpu = anyio.CapacityLimiter(max(1, settings.classify_concurrency))
+    batcher: DynamicBatcher[ClassifyCall, JSONResponse] = DynamicBatcher(
+        partial(classify_calls, settings=settings),
+        max_size=settings.dynamic_batch_max_size if settings.dynamic_batching else 1,
+        max_wait_s=settings.dynamic_batch_max_wait_ms / 1000 if settings.dynamic_batching else 0,
+        concurrency=cpu.total_tokens,
+        run_in_thread=partial(anyio.to_thread.run_sync, limiter=cpu),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.model_error = await anyio.to_thread.run_sync(_load_model, settings)
         yield
+        await batcher.close()
 
     app = FastAPI(
         title="emnist-edge",
@@ -137,7 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_error = None
     app.add_middleware(UnexpectedErrors)
     add_error_handlers(app)
-    app.include_router(_api_router(settings, lambda: app.state.model_error))
+    app.include_router(_api_router(settings, cpu, batcher, lambda: app.state.model_error))
     app.mount(API + "/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
@@ -162,9 +246,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _api_router(settings: Settings, model_error: Callable[[], str | None]) -> APIRouter:
+def _api_router(
+    settings: Settings,
+    cpu: anyio.CapacityLimiter,
+    batcher: DynamicBatcher[ClassifyCall, JSONResponse],
+    model_error: Callable[[], str | None],
+) -> APIRouter:
     router = APIRouter(prefix=API)
-    cpu = anyio.CapacityLimiter(max(1, settings.classify_concurrency))
 
     def not_ready() -> ModelNotReady:
         error = model_error()
@@ -220,37 +308,10 @@ def _api_router(settings: Settings, model_error: Callable[[], str | None]) -> AP
         kind = body_kind(content_type)
         limit = settings.max_json_bytes if kind is BodyKind.JSON else settings.max_body_bytes
         body = await read_body(request, limit)
-        read_ms = elapsed_ms(started)
-
-        def work() -> JSONResponse:
-            unpacking = time.perf_counter_ns()
-            parsed = parse_classify_body(kind, body, content_type, settings.max_images)
-            decode_ms = read_ms + elapsed_ms(unpacking)
-            model = get_model(settings)
-            options = parsed.options
-            k = _first(top_k, options.top_k, DEFAULT_TOP_K)
-            include = _first(include_processed, options.include_processed, False)
-            outcome = classify_uploads(
-                parsed.uploads, check_top_k(k, model), include, model, settings
-            )
-            manifest = model.manifest
-            document = {
-                "model": {
-                    "name": manifest.name, "version": manifest.version, "sha256": manifest.sha256
-                },
-                "results": outcome.results,
-                "timings_ms": {
-                    "decode": decode_ms,
-                    "preprocess": outcome.preprocess_ms,
-                    "inference": outcome.inference_ms,
-                    "total": elapsed_ms(started),
-                },
-            }
-            if outcome.failure is not None:
-                return typed_error_response(request.url.path, outcome.failure, **document)
-            return JSONResponse(document)
-
-        return await anyio.to_thread.run_sync(work, limiter=cpu)
+        return await batcher.submit(ClassifyCall(
+            request.url.path, kind, body, content_type, top_k, include_processed, started,
+            elapsed_ms(started),
+        ))
 
     @router.get("/v2/health/live", tags=["v2"])
     async def v2_live() -> dict[str, bool]:

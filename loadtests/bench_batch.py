@@ -109,23 +109,12 @@ def main(argv: list[str] | None = None) -> int:
           f"chunk {settings.batch_chunk_items} items")
     rng = np.random.default_rng(0)
     prototypes = _prototypes(rng)
+    measured = measure_batches(settings, model, args.idx_items, args.png_items, args.repeats,
+                               rng, prototypes)
+    for measurement in measured:
+        print("\n".join(measurement.lines()))
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as work_dir:
         work = Path(work_dir)
-        azurite = start_azurite(containers=(settings.batch_container,
-                                            settings.results_container))
-        try:
-            service = blob_service(settings, azurite.connection_string)
-            idx, archive = work / "bench.idx", work / "bench.zip"
-            _write_idx(idx, args.idx_items, prototypes, rng)
-            _write_png_zip(archive, args.png_items, prototypes, rng)
-            measured = [
-                _measure("IDX", service, settings, model, idx, args.repeats),
-                _measure("PNG zip", service, settings, model, archive, args.repeats),
-            ]
-        finally:
-            azurite.stop()
-        for measurement in measured:
-            print("\n".join(measurement.lines()))
         big = work / "million.idx"
         _write_idx(big, args.rss_items, prototypes, rng)
         memory = _child_memory(big, work)
@@ -136,6 +125,27 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
     print(f"IDX end-to-end / model-only = {ratio:.2f}: {verdict} the {TARGET_RATIO:.2f} target")
     return 0
+
+
+def measure_batches(
+    settings: Settings, model: LoadedModel, idx_items: int, png_items: int, repeats: int,
+    rng: np.random.Generator | None = None, prototypes: list[Image.Image] | None = None,
+) -> list[Measurement]:
+    """An IDX batch and a PNG zip through a fresh Azurite, each measured ``repeats`` times
+    against model-only throughput on the same tiles (the IDX first, then the zip)."""
+    rng = rng or np.random.default_rng(0)
+    prototypes = prototypes or _prototypes(rng)
+    azurite = start_azurite(containers=(settings.batch_container, settings.results_container))
+    try:
+        service = blob_service(settings, azurite.connection_string)
+        with tempfile.TemporaryDirectory(prefix="batch-bench-") as work:
+            idx, archive = Path(work) / "bench.idx", Path(work) / "bench.zip"
+            _write_idx(idx, idx_items, prototypes, rng)
+            _write_png_zip(archive, png_items, prototypes, rng)
+            return [_measure(title, service, settings, model, path, repeats)
+                    for title, path in (("IDX", idx), ("PNG zip", archive))]
+    finally:
+        azurite.stop()
 
 
 def _measure(

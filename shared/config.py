@@ -45,6 +45,18 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"setting {PREFIX + name}={raw!r} is not a number") from exc
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(PREFIX + name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"setting {PREFIX + name}={raw!r} is not on/off (1/0, true/false)")
+
+
 def _host_setting(name: str) -> str | None:
     """A Functions host setting, read verbatim (no prefix): the trigger and this code must agree
     on one storage connection, so both read the host's own names."""
@@ -56,8 +68,10 @@ def _host_setting(name: str) -> str | None:
 class Settings:
     model_path: Path
     manifest_path: Path
-    # Intra-op threads for torch. One thread gives the lowest single-image latency; batches gain
-    # from more, so the default is all cores up to two.
+    # Intra-op threads for torch. One: it gives the lowest single-image latency, and a second
+    # thread without a core of its own stalls every forward pass (SLO run on 2 cores with the
+    # load generator beside the server: p95 250 ms with 2 threads, 12 ms with 1). Large batches
+    # gain from more (batch 256: ~32k img/s with 1 thread, ~64k with 2) where cores are free.
     torch_threads: int
     # Images per forward pass when classifying many at once.
     batch_size: int
@@ -72,6 +86,20 @@ class Settings:
     # One: the event loop needs a core for HTTP and torch's threads take the rest (measured on
     # 2 cores, 16 clients, a grey 280x280 PNG: 630 req/s at 1, 470 at 4, 350 unbounded).
     classify_concurrency: int
+    # Dynamic batching (shared/dynamic_batcher.py): classify requests that queue while the
+    # model is busy, or arrive within the wait, are worked on together: one thread hop and one
+    # forward pass for up to max_size requests (classify_concurrency then bounds batches, not
+    # requests). Off, every request runs alone. On, 16, no wait: it pays. Measured on 2 shared
+    # cores with the load generator on them, drawings of 300-450 px (python -m loadtests.report
+    # and loadtests.local): closed-loop 16 / 64 clients 334 -> 380 / 319 -> 379 req/s, p50
+    # -15%; 1 client unchanged (a lone request never waits); Locust capacity at p99 <= 100 ms
+    # 196 -> 291 req/s (another run: 248 -> 255); SLO profile p99 25-49 -> 17-22 ms (rounds
+    # interleaved). A 1 ms wait cost a lone client a third of its throughput; max 4 gained
+    # less (+14%); at saturation a request can wait for a whole batch ahead of it (16 x ~2.5 ms
+    # of preprocessing), so closed-loop p99 at 64 clients is ~5-15% higher.
+    dynamic_batching: bool
+    dynamic_batch_max_size: int
+    dynamic_batch_max_wait_ms: float
     # The local server (``python -m functions.serve``). One worker by default: each worker
     # process loads its own model (about 270 MiB resident), and more workers only pay off when
     # workers x torch_threads stays within the cores (2 workers with torch_threads 1 measured
@@ -102,19 +130,25 @@ class Settings:
     storage_connection_string: str | None
     storage_blob_uri: str | None
     storage_client_id: str | None
+    # The function key that clients of this repository (the load tests) send as
+    # x-functions-key to a deployed app; the app never checks it, the Functions host does.
+    function_key: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
             model_path=_path("MODEL_PATH", MODEL_DIR / "emnist_edge.pt"),
             manifest_path=_path("MANIFEST_PATH", MODEL_DIR / "manifest.json"),
-            torch_threads=_int("TORCH_THREADS", min(os.cpu_count() or 1, 2)),
+            torch_threads=_int("TORCH_THREADS", 1),
             batch_size=_int("BATCH_SIZE", 256),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
             max_body_bytes=_int("MAX_BODY_BYTES", 10 * 1024 * 1024),
             max_json_bytes=_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
             max_images=_int("MAX_IMAGES", 64),
             classify_concurrency=_int("CLASSIFY_CONCURRENCY", 1),
+            dynamic_batching=_bool("DYNAMIC_BATCHING", True),
+            dynamic_batch_max_size=_int("DYNAMIC_BATCH_MAX_SIZE", 16),
+            dynamic_batch_max_wait_ms=_float("DYNAMIC_BATCH_MAX_WAIT_MS", 0.0),
             host=_str("HOST", "127.0.0.1"),
             port=_int("PORT", 7071),
             workers=_int("WORKERS", 1),
@@ -131,4 +165,5 @@ class Settings:
             storage_connection_string=_host_setting("AzureWebJobsStorage"),
             storage_blob_uri=_host_setting("AzureWebJobsStorage__blobServiceUri"),
             storage_client_id=_host_setting("AzureWebJobsStorage__clientId"),
+            function_key=_str("FUNCTION_KEY", "") or None,
         )

@@ -1,0 +1,205 @@
+"""HTTP benchmark: ``python -m loadtests.http_bench [--clients 1 16 64] [--requests N]``.
+
+Closed-loop keep-alive clients (threads, each with its own connection, each request sent as
+soon as the last was answered) post drawn characters of about 300-450 px to local servers with
+dynamic batching off and on, started side by side on free loopback ports and measured
+alternately, round by round, so that the machine's noise hits both alike. Closed loop measures
+the throughput ceiling at C clients; its latency is mostly queueing (about C / throughput), which
+is why the SLO itself is gated by Locust at a fixed offered load (``python -m loadtests``).
+Also: in-process classify latency (the handler's code path, no HTTP), resident memory of each
+server after the load. The load generator shares the cores with the server: a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from functions.classify import Upload, classify_uploads
+from loadtests import checks, server
+from loadtests.corpus import SLO_SIZES, Sample, build
+from shared.config import Settings
+from shared.model_loader import load_model
+
+PATH = "/api/classify"
+CONCURRENCY = (1, 16, 64)
+MODES = {"off": {"DYNAMIC_BATCHING": "0"}, "on": {"DYNAMIC_BATCHING": "1"}}
+
+
+@dataclass(frozen=True)
+class Load:
+    """One closed-loop measurement: latency percentiles (ms) and requests/s."""
+
+    clients: int
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rps: float
+
+    @classmethod
+    def of(cls, clients: int, samples_ns: list[int], rps: float) -> Load:
+        p50, p95, p99 = np.percentile(np.asarray(samples_ns) / 1e6, [50, 95, 99])
+        return cls(clients, len(samples_ns), round(float(p50), 2), round(float(p95), 2),
+                   round(float(p99), 2), round(rps, 1))
+
+
+def timed(action: Callable[[], object], count: int) -> list[int]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter_ns()
+        action()
+        samples.append(time.perf_counter_ns() - started)
+    return samples
+
+
+def corpus() -> list[Sample]:
+    return build(SLO_SIZES)
+
+
+def in_process(samples: list[Sample], count: int) -> list[int]:
+    """Latencies of the classify handler's own work (decode, preprocess, forward), no HTTP,
+    with the local server's torch threads."""
+    settings = Settings.from_env()
+    model = load_model(settings.model_path, settings.manifest_path, settings.torch_threads)
+    cycle = itertools.cycle(samples)
+
+    def classify() -> None:
+        classify_uploads([Upload(None, next(cycle).data)], 3, False, model, settings)
+
+    timed(classify, 20)
+    return timed(classify, count)
+
+
+def post(connection: http.client.HTTPConnection, sample: Sample) -> None:
+    connection.request("POST", PATH, body=sample.data,
+                       headers={"Content-Type": sample.content_type})
+    response = connection.getresponse()
+    if error := checks.classify_answer(response.status, response.read(), [sample.label]):
+        raise RuntimeError(f"classify answered wrong: {error}")
+
+
+def closed_loop(port: int, samples: list[Sample], clients: int,
+                per_client: int) -> tuple[list[int], float]:
+    """``clients`` threads with a keep-alive connection each, ``per_client`` requests each:
+    every latency (ns) and the wall time (s)."""
+    latencies: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+
+    def client(offset: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine = itertools.islice(itertools.cycle(samples), offset, None)
+        try:
+            post(connection, next(mine))  # connect and warm before the clock starts
+            barrier.wait()
+            latencies.extend(timed(lambda: post(connection, next(mine)), per_client))
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return latencies, time.perf_counter() - started
+
+
+def per_client(clients: int, requests: int) -> int:
+    """Requests per client: ``requests`` in all, at least 10 each (so every client's
+    connection is past its first request)."""
+    return max(10, requests // clients)
+
+
+def compare(ports: dict[str, int], samples: list[Sample], concurrency: tuple[int, ...],
+            requests: int, rounds: int) -> dict[str, dict[int, Load]]:
+    """Every mode at every concurrency, ``rounds`` times, modes alternating (their order
+    flipped each round); latencies pooled over the rounds, requests/s their median."""
+    latencies: dict[tuple[str, int], list[int]] = {}
+    rates: dict[tuple[str, int], list[float]] = {}
+    for round_ in range(rounds):
+        for clients in concurrency:
+            for mode in (list(ports) if round_ % 2 == 0 else list(reversed(ports))):
+                samples_ns, wall_s = closed_loop(ports[mode], samples, clients,
+                                                 per_client(clients, requests))
+                latencies.setdefault((mode, clients), []).extend(samples_ns)
+                rates.setdefault((mode, clients), []).append(len(samples_ns) / wall_s)
+    return {mode: {clients: Load.of(clients, latencies[mode, clients],
+                                    float(np.median(rates[mode, clients])))
+                   for clients in concurrency} for mode in ports}
+
+
+@dataclass(frozen=True)
+class ServerRun:
+    """A server per batching mode, started together, measured, then stopped."""
+
+    ports: dict[str, int]
+    rss_mib: Callable[[], dict[str, float]]
+
+
+def running_modes(stack: ExitStack, log_dir: Path, workers: int = 1) -> ServerRun:
+    servers = {mode: stack.enter_context(server.running(
+        stack.enter_context((log_dir / f"server-batching-{mode}.log").open("wb")),
+        settings, workers=workers))
+        for mode, settings in MODES.items()}
+    return ServerRun({mode: s.port for mode, s in servers.items()},
+                     lambda: {mode: s.rss_mib() for mode, s in servers.items()})
+
+
+def rows(results: dict[str, dict[int, Load]]) -> Iterator[tuple[str, float, float]]:
+    """Table rows: figure, batching off, batching on."""
+    for clients in results["off"]:
+        off, on = results["off"][clients], results["on"][clients]
+        for field in ("p50_ms", "p99_ms", "rps"):
+            yield f"{clients} clients: {field.replace('_', ' ')}", getattr(off, field), \
+                getattr(on, field)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.http_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CONCURRENCY))
+    parser.add_argument("--requests", type=int, default=600, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--logs", type=Path, default=Path("artifacts/bench"))
+    args = parser.parse_args(argv)
+    samples = corpus()
+    local = Load.of(1, in_process(samples, args.requests), 0.0)
+    args.logs.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        servers = running_modes(stack, args.logs, args.workers)
+        results = compare(servers.ports, samples, tuple(args.clients), args.requests,
+                          args.rounds)
+        rss = servers.rss_mib()
+    print(f"emnist-edge HTTP benchmark: drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
+          f"closed-loop clients, {args.rounds} rounds, {args.workers} worker(s), "
+          f"{os.cpu_count()} CPUs")
+    print(f"  in-process classify p50 / p99 (ms): {local.p50_ms:.2f} / {local.p99_ms:.2f}")
+    print(f"  {'dynamic batching':30} {'off':>9} {'on':>9} {'on/off':>8}")
+    for label, off, on in rows(results):
+        print(f"  {label:30} {off:>9.1f} {on:>9.1f} {on / off:>7.2f}x")
+    print(f"  server RSS after load (MiB): off {rss['off']:.0f}, on {rss['on']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

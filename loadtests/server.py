@@ -1,0 +1,107 @@
+"""The local server as the load tests and benchmarks run it: ``python -m functions.serve`` in a
+subprocess on a free loopback port, with settings given as EMNIST_EDGE_* variables, waited for
+until ready, measured (resident memory), and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from functions.serve import base_url
+from shared.config import PREFIX, REPO_ROOT
+
+READY_PATH = "/api/health/ready"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn's workers), from
+    /proc/<pid>/status (VmRSS, in kB)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    own = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+    return own + sum(rss_mib(int(child)) for child in children)
+
+
+def is_ready(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", READY_PATH)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class Server:
+    """A started server: its process, URL, and seconds from spawn to answering ready."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    ready_s: float
+
+    @property
+    def url(self) -> str:
+        return base_url("127.0.0.1", self.port)
+
+    def rss_mib(self) -> float:
+        return rss_mib(self.process.pid)
+
+
+def start(log: IO[bytes], settings: Mapping[str, str] | None = None, workers: int = 1,
+          port: int | None = None, timeout_s: float = 120) -> Server:
+    """Spawn the server with ``settings`` (names without the EMNIST_EDGE_ prefix) and wait
+    until it answers ready; raises RuntimeError (the process killed) if it never does."""
+    port = port or free_port()
+    env = {**os.environ, **{PREFIX + name: value for name, value in (settings or {}).items()}}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "functions.serve", "--port", str(port), "--workers", str(workers),
+         "--no-access-log"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    while time.perf_counter() - started < timeout_s and process.poll() is None:
+        if is_ready(port):
+            return Server(process, port, time.perf_counter() - started)
+        time.sleep(0.01)
+    stop(process)
+    raise RuntimeError(f"the server on port {port} did not become ready")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate by PID; kill if it lingers."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running(log: IO[bytes], settings: Mapping[str, str] | None = None,
+            **options: int) -> Iterator[Server]:
+    """``start``, then ``stop`` on the way out, whatever happens."""
+    server = start(log, settings, **options)
+    try:
+        yield server
+    finally:
+        stop(server.process)
