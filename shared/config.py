@@ -7,54 +7,50 @@ that suits a 2-core machine; nothing else in the code reads ``os.environ``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = REPO_ROOT / "model"
 PREFIX = "EMNIST_EDGE_"
 
 
-def _int(name: str, default: int) -> int:
+T = TypeVar("T")
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}
+
+
+def _setting(name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+    """``PREFIX + name`` parsed, or ``default`` when unset or blank; a clear error otherwise."""
     raw = os.environ.get(PREFIX + name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"setting {PREFIX + name}={raw!r} is not an integer") from exc
+        return parse(raw.strip())
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"setting {PREFIX + name}={raw!r} is not {expected}") from exc
 
 
-def _path(name: str, default: Path) -> Path:
-    raw = os.environ.get(PREFIX + name)
-    return Path(raw) if raw else default
-
-
-def _str(name: str, default: str) -> str:
-    raw = os.environ.get(PREFIX + name)
-    return raw.strip() if raw and raw.strip() else default
+def _int(name: str, default: int) -> int:
+    return _setting(name, default, int, "an integer")
 
 
 def _float(name: str, default: float) -> float:
-    raw = os.environ.get(PREFIX + name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"setting {PREFIX + name}={raw!r} is not a number") from exc
+    return _setting(name, default, float, "a number")
 
 
 def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(PREFIX + name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"setting {PREFIX + name}={raw!r} is not on/off (1/0, true/false)")
+    return _setting(name, default, lambda raw: _BOOLEANS[raw.lower()], "on/off (1/0, true/false)")
+
+
+def _str(name: str, default: str) -> str:
+    return _setting(name, default, str, "text")
+
+
+def _path(name: str, default: Path) -> Path:
+    return _setting(name, default, Path, "a path")
 
 
 def _host_setting(name: str) -> str | None:

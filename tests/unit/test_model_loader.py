@@ -8,7 +8,6 @@ import torch
 from model.architectures import EdgeNet
 from model.export import write_model
 from shared import model_loader
-from shared.config import Settings
 from shared.errors import ModelLoadError
 from shared.manifest import Manifest
 
@@ -146,9 +145,3 @@ def test_cached_loader_loads_once_across_threads(tiny, monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         model_loader.reset_cache()
-
-
-def test_settings_reject_non_integers(monkeypatch):
-    monkeypatch.setenv("EMNIST_EDGE_TORCH_THREADS", "two")
-    with pytest.raises(ValueError, match="EMNIST_EDGE_TORCH_THREADS"):
-        Settings.from_env()
