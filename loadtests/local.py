@@ -1,10 +1,10 @@
 """``python -m loadtests.local --profile slo|smoke|mixed|capacity [python -m loadtests options]``.
 
 The local stack under load, start to finish (what ``make loadtest`` runs): starts the server
-(``python -m functions.serve`` on a free loopback port, one torch thread: see
-``loadtests.server``) and, for profiles with a batch user, Azurite and the batch poller; runs the
-profile against them; prints the summary; leaves the reports in ``--reports``
-(default ``artifacts/loadtest``); stops everything it started. The exit status is the load
+(``python -m functions.serve`` on a free loopback port, default settings) and, for profiles
+with a batch user, Azurite and the batch poller; runs the profile against them; prints the
+summary; leaves the reports in ``--reports`` (default ``artifacts/loadtest``); stops everything
+it started. The exit status is the load
 test's: 0 passed, 1 a gate breached, 2 Locust failed.
 
 ``capacity`` runs twice, on a server with dynamic batching off and on (reports in
@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     capacities = {mode: json.loads((args.reports / f"batching-{mode}" / "capacity.json")
                                    .read_text())["capacity_rps"] for mode in statuses}
+    ratio = (f"{capacities['on'] / capacities['off']:.2f}" if capacities["off"]
+             else "n/a (off held at no step)")
     print(f"capacity (p99 <= bound, no failures): batching off {capacities['off']:.0f}/s, "
-          f"on {capacities['on']:.0f}/s, ratio on/off "
-          f"{capacities['on'] / max(capacities['off'], 1e-9):.2f}")
+          f"on {capacities['on']:.0f}/s, ratio on/off {ratio}")
     return max(statuses.values())
 
 

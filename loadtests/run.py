@@ -26,6 +26,9 @@ STOP_TIMEOUT_S = 10
 # A capacity step holds only if the server keeps up: users whose answers come late send less
 # (they are closed loops), so a saturated server would otherwise pass on a lowered load.
 SUSTAINED = 0.9
+# Users start over this many seconds, before the run time; --reset-stats then drops what was
+# measured while they (and the load generator itself) were starting up.
+SPAWN_S = 2.0
 
 
 class LocustFailed(RuntimeError):
@@ -90,7 +93,8 @@ def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
     base = reports / prefix
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
-        "--users", str(count), "--spawn-rate", str(count), "--run-time", f"{run_time_s:g}s",
+        "--users", str(count), "--spawn-rate", f"{count / SPAWN_S:g}",
+        "--run-time", f"{run_time_s + SPAWN_S:g}s",
         "--reset-stats", "--stop-timeout", str(STOP_TIMEOUT_S), "--exit-code-on-error", "0",
         "--only-summary", "--csv", str(base), "--html", f"{base}.html",
         "--json-file", str(base), "--think-ms", f"{think_ms:g}", *users,
@@ -99,10 +103,13 @@ def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
     with log.open("wb") as output:
         try:
             done = subprocess.run(command, cwd=REPO_ROOT, stdout=output,
-                                  stderr=subprocess.STDOUT, timeout=run_time_s + GRACE_S,
+                                  stderr=subprocess.STDOUT,
+                                  timeout=run_time_s + SPAWN_S + GRACE_S,
                                   check=False)
         except subprocess.TimeoutExpired as exc:
-            raise LocustFailed(f"Locust ran past {run_time_s + GRACE_S:g} s; see {log}") from exc
+            raise LocustFailed(
+                f"Locust ran past {run_time_s + SPAWN_S + GRACE_S:g} s; see {log}"
+            ) from exc
     stats = base.with_suffix(".json")
     if done.returncode != 0 or not stats.is_file():
         tail = log.read_text(errors="replace")[-3000:]
