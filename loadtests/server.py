@@ -11,11 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from functions.serve import base_url
 from shared.config import PREFIX, REPO_ROOT
@@ -66,15 +66,16 @@ class Server:
 
 
 def start(log: IO[bytes], settings: Mapping[str, str] | None = None, workers: int = 1,
-          port: int | None = None, timeout_s: float = 120) -> Server:
-    """Spawn the server with ``settings`` (names without the EMNIST_EDGE_ prefix) and wait
-    until it answers ready; raises RuntimeError (the process killed) if it never does."""
+          port: int | None = None, timeout_s: float = 120, args: Sequence[str] = ()) -> Server:
+    """Spawn the server with ``settings`` (names without the EMNIST_EDGE_ prefix) and further
+    command-line ``args``, and wait until it answers ready; raises RuntimeError (the process
+    killed) if it never does."""
     port = port or free_port()
     env = {**os.environ, **{PREFIX + name: value for name, value in (settings or {}).items()}}
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "functions.serve", "--port", str(port), "--workers", str(workers),
-         "--no-access-log"],
+         "--no-access-log", *args],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     while time.perf_counter() - started < timeout_s and process.poll() is None:
@@ -98,7 +99,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(log: IO[bytes], settings: Mapping[str, str] | None = None,
-            **options: int) -> Iterator[Server]:
+            **options: Any) -> Iterator[Server]:
     """``start``, then ``stop`` on the way out, whatever happens."""
     server = start(log, settings, **options)
     try:

@@ -54,14 +54,6 @@ def shipped_model_exists() -> bool:
     return (MODEL_DIR / "emnist_edge.pt").is_file() and (MODEL_DIR / "manifest.json").is_file()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class HttpServer:
     """A running ``python -m functions.serve`` and the limits it was started with."""
 
@@ -77,43 +69,22 @@ class HttpServer:
 def running_server(model_files: tuple[Path, Path], log_dir: Path, *args: str,
                    **settings: str) -> Iterator[str]:
     """``python -m functions.serve ARGS`` on a free loopback port, with EMNIST_EDGE_* settings:
-    its URL once ready; stopped by its PID on exit."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    its URL once ready; stopped by its PID on exit. Its log is ``log_dir/server-<port>.log``."""
+    from loadtests import server
 
-    env = {**os.environ, "EMNIST_EDGE_MODEL_PATH": str(model_files[0]),
-           "EMNIST_EDGE_MANIFEST_PATH": str(model_files[1]),
-           **{f"EMNIST_EDGE_{name.upper()}": value for name, value in settings.items()}}
-    port = free_port()
+    names = {"MODEL_PATH": str(model_files[0]), "MANIFEST_PATH": str(model_files[1]),
+             **{name.upper(): value for name, value in settings.items()}}
+    port = server.free_port()
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "functions.serve", "--port", str(port), "--no-access-log",
-             *args],
-            cwd=MODEL_DIR.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not become ready:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/api/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            started = server.start(log, names, port=port, timeout_s=60, args=args)
+        except RuntimeError:
+            pytest.fail(f"the server did not become ready:\n{log_path.read_text()[-3000:]}")
+    try:
+        yield started.url
+    finally:
+        server.stop(started.process)
 
 
 @pytest.fixture(scope="session")
