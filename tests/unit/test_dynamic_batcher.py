@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -31,17 +33,25 @@ async def submit_all(batcher: DynamicBatcher, items: list[int]) -> list[int]:
     return await asyncio.gather(*(batcher.submit(item) for item in items))
 
 
-def test_concurrent_requests_share_a_batch_in_arrival_order_and_get_their_own_results():
-    recorder = Recorder()
+def run_all(batch: Callable[[list[int]], list], items: list[int], **options: Any) -> list:
+    """Submit ``items`` at once to a new batcher, close it; each result or raised error."""
 
-    async def scenario() -> list[int]:
-        batcher = DynamicBatcher(recorder, max_size=64, max_wait_s=0.05)
+    async def scenario() -> list:
+        batcher = DynamicBatcher(batch, **options)
         try:
-            return await submit_all(batcher, list(range(10)))
+            return await asyncio.gather(*(batcher.submit(item) for item in items),
+                                        return_exceptions=True)
         finally:
             await batcher.close()
 
-    assert asyncio.run(scenario()) == [2 * i for i in range(10)]
+    return asyncio.run(scenario())
+
+
+def test_concurrent_requests_share_a_batch_in_arrival_order_and_get_their_own_results():
+    recorder = Recorder()
+
+    results = run_all(recorder, list(range(10)), max_size=64, max_wait_s=0.05)
+    assert results == [2 * i for i in range(10)]
     assert recorder.batches == [list(range(10))]
 
 
@@ -71,14 +81,8 @@ def test_requests_that_queue_while_the_slot_is_busy_form_the_next_batch():
 def test_no_batch_is_larger_than_max_size():
     recorder = Recorder()
 
-    async def scenario() -> list[int]:
-        batcher = DynamicBatcher(recorder, max_size=4, max_wait_s=0.05)
-        try:
-            return await submit_all(batcher, list(range(10)))
-        finally:
-            await batcher.close()
-
-    assert asyncio.run(scenario()) == [2 * i for i in range(10)]
+    results = run_all(recorder, list(range(10)), max_size=4, max_wait_s=0.05)
+    assert results == [2 * i for i in range(10)]
     assert recorder.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
@@ -121,15 +125,7 @@ def test_an_error_returned_for_one_request_fails_only_that_request():
     def batch(items: list[int]) -> list[int | BaseException]:
         return [ValueError(f"bad {item}") if item == 3 else item for item in items]
 
-    async def scenario() -> list[int | BaseException]:
-        batcher = DynamicBatcher(batch, max_size=8, max_wait_s=0.05)
-        try:
-            return await asyncio.gather(*(batcher.submit(i) for i in range(5)),
-                                        return_exceptions=True)
-        finally:
-            await batcher.close()
-
-    results = asyncio.run(scenario())
+    results = run_all(batch, list(range(5)), max_size=8, max_wait_s=0.05)
     assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4]
     assert isinstance(results[3], ValueError) and str(results[3]) == "bad 3"
 
@@ -143,15 +139,7 @@ def test_a_batch_that_raises_is_rerun_one_by_one_so_only_the_culprit_fails():
             raise RuntimeError("item 3 breaks the whole batch")
         return items
 
-    async def scenario() -> list[int | BaseException]:
-        batcher = DynamicBatcher(batch, max_size=8, max_wait_s=0.05)
-        try:
-            return await asyncio.gather(*(batcher.submit(i) for i in range(5)),
-                                        return_exceptions=True)
-        finally:
-            await batcher.close()
-
-    results = asyncio.run(scenario())
+    results = run_all(batch, list(range(5)), max_size=8, max_wait_s=0.05)
     assert results[:3] == [0, 1, 2] and results[4] == 4
     assert isinstance(results[3], RuntimeError)
     assert calls == [[0, 1, 2, 3, 4], [0], [1], [2], [3], [4]]
@@ -184,14 +172,7 @@ def test_concurrency_bounds_the_batches_running_at_once():
             running -= 1
         return items
 
-    async def scenario() -> list[int]:
-        batcher = DynamicBatcher(batch, max_size=1, concurrency=2)
-        try:
-            return await submit_all(batcher, list(range(8)))
-        finally:
-            await batcher.close()
-
-    assert asyncio.run(scenario()) == list(range(8))
+    assert run_all(batch, list(range(8)), max_size=1, concurrency=2) == list(range(8))
     assert peak == 2
 
 
