@@ -9,7 +9,7 @@ stays an ``Expr`` holding its source text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -69,8 +69,9 @@ def key_of(prop: Node) -> str:
         return key.text.decode()
 
 
-def string_literal(node: Node) -> str:
-    """A string node without interpolation, as its value."""
+def string_text(node: Node, interpolation: Callable[[Node], str]) -> str:
+    """A string node's text: its literal parts as they read, each ``${...}`` part as
+    ``interpolation`` renders it."""
     parts = []
     for child in node.named_children:
         if child.type == "string_content":
@@ -78,8 +79,17 @@ def string_literal(node: Node) -> str:
         elif child.type == "escape_sequence":
             parts.append(child.text.decode()[1:])
         else:
-            raise ValueError(f"not a literal: {node.text.decode()!r}")
+            parts.append(interpolation(child))
     return "".join(parts)
+
+
+def string_literal(node: Node) -> str:
+    """A string node without interpolation, as its value."""
+
+    def refuse(_: Node) -> str:
+        raise ValueError(f"not a literal: {node.text.decode()!r}")
+
+    return string_text(node, refuse)
 
 
 @dataclass
@@ -206,19 +216,17 @@ class BicepFile:
             return self.evaluate(self.params[name])
         return Expr(name)
 
+    def _interpolated(self, part: Node) -> str:
+        """A ``${...}`` part: its value where known, else kept as ``${expression}``."""
+        if part.type != "interpolation":
+            return ""
+        value = self.evaluate(named(part)[0])
+        return str(value) if known(value) else "${" + str(value) + "}"
+
     def evaluate(self, node: Node) -> object:
         kind = node.type
         if kind == "string":
-            parts = []
-            for child in node.named_children:
-                if child.type == "string_content":
-                    parts.append(child.text.decode())
-                elif child.type == "escape_sequence":
-                    parts.append(child.text.decode()[1:])
-                elif child.type == "interpolation":
-                    value = self.evaluate(named(child)[0])
-                    parts.append(str(value) if known(value) else "${" + str(value) + "}")
-            text = "".join(parts)
+            text = string_text(node, self._interpolated)
             return Expr(text) if "${" in text else text
         if kind == "boolean":
             return node.text.decode() == "true"
