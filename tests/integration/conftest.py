@@ -3,9 +3,11 @@ stopped (by PID) here, with the batches and results containers created."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
+from azure.storage.blob import BlobClient
 
 from shared.azurite import Azurite, is_installed, start_azurite
 from shared.config import Settings
@@ -19,3 +21,12 @@ def azurite() -> Iterator[Azurite]:
     server = start_azurite(containers=(settings.batch_container, settings.results_container))
     yield server
     server.stop()
+
+
+def wait_for_blob(blob: BlobClient, who: str, timeout_s: float = 30) -> None:
+    """Poll until ``blob`` exists (a batch's completion marker); fail naming who did not
+    process the upload in time."""
+    deadline = time.monotonic() + timeout_s
+    while not blob.exists():
+        assert time.monotonic() < deadline, f"{who} did not process the upload"
+        time.sleep(0.1)

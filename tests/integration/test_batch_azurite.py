@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 import zipfile
 from types import SimpleNamespace
@@ -26,6 +25,7 @@ from shared.model_loader import load_model
 from shared.poller import BatchPoller
 from shared.storage import blob_service, process_blob
 from tests.conftest import STROKES, draw_character
+from tests.integration.conftest import wait_for_blob
 from tests.unit.test_blob_function import indexed_batch_function
 
 pytestmark = pytest.mark.integration
@@ -126,11 +126,7 @@ def test_the_poller_picks_up_an_upload(service, settings, model, name):
     poller.start()
     try:
         service.get_blob_client(settings.batch_container, name).upload_blob(npy(5))
-        summary = result(service, settings, f"{name}.summary.json")
-        deadline = time.monotonic() + 30
-        while not summary.exists():
-            assert time.monotonic() < deadline, "the poller did not process the upload"
-            time.sleep(0.1)
+        wait_for_blob(result(service, settings, f"{name}.summary.json"), "the poller")
     finally:
         poller.stop()
     assert read_json(service, settings, f"{name}.summary.json")["items"] == 5
@@ -188,10 +184,7 @@ def test_the_local_stack_processes_uploads(tmp_path, tiny_model_files, monkeypat
         service = blob_service(settings, stack.connection_string)
         service.get_blob_client(settings.batch_container, "a.npy").upload_blob(npy(2))
         summary = service.get_blob_client(settings.results_container, "a.npy.summary.json")
-        deadline = time.monotonic() + 30
-        while not summary.exists():
-            assert time.monotonic() < deadline, "the local stack did not process the upload"
-            time.sleep(0.1)
+        wait_for_blob(summary, "the local stack")
     finally:
         stack.stop()
         model_loader.reset_cache()

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import socket
-import time
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -16,6 +15,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.azurite import is_installed
 from tests.conftest import running_server
+from tests.integration.conftest import wait_for_blob
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +31,7 @@ def test_main_command_processes_an_uploaded_batch_and_stops_azurite(tiny_model_f
         np.save(buffer, np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8))
         service.get_container_client("batches").upload_blob("three.npy", buffer.getvalue())
         results = service.get_container_client("results")
-        deadline = time.monotonic() + 30
-        while not results.get_blob_client("three.npy.summary.json").exists():
-            assert time.monotonic() < deadline, "the poller did not process the upload"
-            time.sleep(0.2)
+        wait_for_blob(results.get_blob_client("three.npy.summary.json"), "the poller")
         summary = json.loads(results.download_blob("three.npy.summary.json").readall())
         assert (summary["items"], summary["succeeded"]) == (3, 3)
         endpoint = urlsplit(service.url)
