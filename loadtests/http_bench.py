@@ -155,7 +155,7 @@ class ServerRun:
     rss_mib: Callable[[], dict[str, float]]
 
 
-def running_modes(stack: ExitStack, log_dir: Path, workers: int = 1) -> ServerRun:
+def running_modes(stack: ExitStack, log_dir: Path, workers: int | None = None) -> ServerRun:
     servers = {mode: stack.enter_context(server.running(
         stack.enter_context((log_dir / f"server-batching-{mode}.log").open("wb")),
         settings, workers=workers))
@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=list(CONCURRENCY))
     parser.add_argument("--requests", type=int, default=600, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--workers", type=int, default=Settings.from_env().workers,
+                        help="server processes (default: %(default)s, one per core)")
     parser.add_argument("--logs", type=Path, default=Path("artifacts/bench"))
     args = parser.parse_args(argv)
     samples = corpus()

@@ -65,17 +65,18 @@ class Server:
         return rss_mib(self.process.pid)
 
 
-def start(log: IO[bytes], settings: Mapping[str, str] | None = None, workers: int = 1,
-          port: int | None = None, timeout_s: float = 120, args: Sequence[str] = ()) -> Server:
+def start(log: IO[bytes], settings: Mapping[str, str] | None = None,
+          workers: int | None = None, port: int | None = None, timeout_s: float = 120,
+          args: Sequence[str] = ()) -> Server:
     """Spawn the server with ``settings`` (names without the EMNIST_EDGE_ prefix) and further
-    command-line ``args``, and wait until it answers ready; raises RuntimeError (the process
-    killed) if it never does."""
+    command-line ``args``, ``workers`` processes (default: the server's, one per core), and wait
+    until it answers ready; raises RuntimeError (the process killed) if it never does."""
     port = port or free_port()
     env = {**os.environ, **{PREFIX + name: value for name, value in (settings or {}).items()}}
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "functions.serve", "--port", str(port), "--workers", str(workers),
-         "--no-access-log", *args],
+        [sys.executable, "-m", "functions.serve", "--port", str(port), "--no-access-log",
+         *(("--workers", str(workers)) if workers else ()), *args],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     while time.perf_counter() - started < timeout_s and process.poll() is None:
