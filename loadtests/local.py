@@ -8,7 +8,8 @@ it started. The exit status is the load
 test's: 0 passed, 1 a gate breached, 2 Locust failed.
 
 ``capacity`` runs twice, on a server with dynamic batching off and on (reports in
-``batching-off/`` and ``batching-on/``), and prints the two capacities side by side.
+``batching-off/`` and ``batching-on/``), prints the two capacities side by side, writes them to
+``capacity.json``, and fails (status 1) unless batching raises the capacity.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
              else "n/a (off held at no step)")
     print(f"capacity (p99 <= bound, no failures): batching off {capacities['off']:.0f}/s, "
           f"on {capacities['on']:.0f}/s, ratio on/off {ratio}")
+    (args.reports / "capacity.json").write_text(json.dumps(
+        {"capacity_rps": capacities, "workers": Settings.from_env().workers}, indent=2))
+    if capacities["on"] <= capacities["off"]:
+        print("FAIL capacity: dynamic batching does not raise it (on "
+              f"{capacities['on']:.0f}/s <= off {capacities['off']:.0f}/s)", file=sys.stderr)
+        return max(1, *statuses.values())
     return max(statuses.values())
 
 

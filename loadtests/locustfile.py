@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, User, events, task
 from locust.env import Environment
 
@@ -48,6 +49,8 @@ def _options(parser: Any) -> None:
     parser.add_argument("--batch-items", type=int, default=20, help="images per batch upload")
     parser.add_argument("--batch-timeout-s", type=float, default=120.0,
                         help="how long a batch may take from upload to results")
+    parser.add_argument("--warm-up-s", type=float, default=0.0,
+                        help="seconds after all users have started before the statistics start")
 
 
 @functools.cache
@@ -205,3 +208,15 @@ def _draw_corpora(environment: Environment, **_: Any) -> None:
     for user_class in environment.user_classes:
         if issubclass(user_class, PacedUser):
             user_class.corpus()
+
+
+@events.init.add_listener
+def _warm_up(environment: Environment, **_: Any) -> None:
+    """Start the statistics ``--warm-up-s`` after the last user has started (Locust's own
+    --reset-stats starts them at once): creating users blocks the load generator for a moment,
+    and each user's first request opens its connection; neither is what the run measures."""
+
+    def start_measuring(**_: Any) -> None:
+        gevent.spawn_later(environment.parsed_options.warm_up_s, environment.stats.reset_all)
+
+    environment.events.spawning_complete.add_listener(start_measuring)

@@ -26,9 +26,11 @@ STOP_TIMEOUT_S = 10
 # A capacity step holds only if the server keeps up: users whose answers come late send less
 # (they are closed loops), so a saturated server would otherwise pass on a lowered load.
 SUSTAINED = 0.9
-# Users start over this many seconds, before the run time; --reset-stats then drops what was
-# measured while they (and the load generator itself) were starting up.
+# Users start over this many seconds, and the statistics start this much later (the locustfile's
+# --warm-up-s): what was measured while the users were being created (which blocks the load
+# generator for a moment) and were opening their connections is dropped. Both precede the run time.
 SPAWN_S = 2.0
+WARM_UP_S = 3.0
 
 
 class LocustFailed(RuntimeError):
@@ -94,8 +96,8 @@ def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
         "--users", str(count), "--spawn-rate", f"{count / SPAWN_S:g}",
-        "--run-time", f"{run_time_s + SPAWN_S:g}s",
-        "--reset-stats", "--stop-timeout", str(STOP_TIMEOUT_S), "--exit-code-on-error", "0",
+        "--run-time", f"{run_time_s + SPAWN_S + WARM_UP_S:g}s", "--warm-up-s", f"{WARM_UP_S:g}",
+        "--stop-timeout", str(STOP_TIMEOUT_S), "--exit-code-on-error", "0",
         "--only-summary", "--csv", str(base), "--html", f"{base}.html",
         "--json-file", str(base), "--think-ms", f"{think_ms:g}", *users,
     ]
@@ -104,11 +106,11 @@ def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
         try:
             done = subprocess.run(command, cwd=REPO_ROOT, stdout=output,
                                   stderr=subprocess.STDOUT,
-                                  timeout=run_time_s + SPAWN_S + GRACE_S,
+                                  timeout=run_time_s + SPAWN_S + WARM_UP_S + GRACE_S,
                                   check=False)
         except subprocess.TimeoutExpired as exc:
             raise LocustFailed(
-                f"Locust ran past {run_time_s + SPAWN_S + GRACE_S:g} s; see {log}"
+                f"Locust ran past {run_time_s + SPAWN_S + WARM_UP_S + GRACE_S:g} s; see {log}"
             ) from exc
     stats = base.with_suffix(".json")
     if done.returncode != 0 or not stats.is_file():
