@@ -157,6 +157,12 @@ def table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def caption(settings: Settings) -> str:
+    return (f"emnist-edge, local server ({settings.workers} worker(s) of "
+            f"{settings.torch_threads} torch thread(s)) and load generator on the same "
+            f"{os.cpu_count()} CPUs; drawings of 300-450 px")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps(report, indent=2))
-    plot.draw(report["http"]["modes"],
-              f"emnist-edge, local server (1 torch thread) and load generator on the same "
-              f"{os.cpu_count()} CPUs; drawings of 300-450 px", args.figure)
+    plot.draw(report["http"]["modes"], caption(Settings.from_env()), args.figure)
     print(f"emnist-edge benchmark report ({os.cpu_count()} CPUs, {report['seconds']:.0f} s; "
           f"load generator on the same machine)")
     print("\n".join(table(report)))

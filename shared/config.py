@@ -86,14 +86,11 @@ class Settings:
     # model is busy, or arrive within the wait, are worked on together: one thread hop and one
     # forward pass for up to max_size requests (classify_concurrency then bounds batches, not
     # requests). Off, every request runs alone. On, 16, no wait: it pays. Measured on 2 shared
-    # cores with the load generator on them, drawings of 300-450 px (python -m loadtests.report
-    # and loadtests.local): closed-loop 16 / 64 clients 315 -> 378 / 314 -> 345 req/s, p50
-    # -15%; 1 client unchanged (a lone request never waits); SLO profile p99 25-49 -> 17-22 ms
-    # (rounds interleaved). Locust capacity at p99 <= 100 ms is not raised: 200 off vs 195 on
-    # (steps of 200 and 250/s), since preprocessing, not the shared forward pass, fills the
-    # CPU. A 1 ms wait cost a lone client a third of its throughput; max 4 gained less (+14%);
-    # at saturation a request can wait for a whole batch ahead of it (16 x ~2.5 ms
-    # of preprocessing), so closed-loop p99 at 64 clients is ~5-15% higher.
+    # cores with the load generator on them, 2 workers, drawings of 300-450 px: Locust capacity
+    # at p99 <= 100 ms 751 -> 879 req/s (python -m loadtests.local --profile capacity); a lone
+    # request never waits. The price: a request finishes with the last of its batch, so p50
+    # at moderate load is a millisecond higher (600/s offered: 6 ms off, 7 on). Earlier, with
+    # one worker: a 1 ms wait cost a lone client a third of its throughput; max 4 gained less.
     dynamic_batching: bool
     dynamic_batch_max_size: int
     dynamic_batch_max_wait_ms: float
