@@ -68,12 +68,6 @@ NO_INK = "the image holds no ink: nothing to recognise"
 _HIGH_DEPTH_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
-    """Decode an upload fully, upright per EXIF, refusing oversized images before their pixels
-    (``open_image``, then ``load_image``)."""
-    return load_image(open_image(data, max_pixels=max_pixels))
-
-
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Open an upload and check its size, without decoding its pixels yet.
 

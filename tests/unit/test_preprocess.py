@@ -15,7 +15,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from shared.errors import BlankImage, ImageTooLarge, InvalidImage
-from shared.preprocess import decode_image, ink_map, normalize_character, preprocess
+from shared.preprocess import (
+    ink_map,
+    load_image,
+    normalize_character,
+    open_image,
+    preprocess,
+)
 
 MAX_PIXELS = 4_000_000
 # Mean absolute difference (grey levels) under which two tiles show the same character;
@@ -248,11 +254,11 @@ def test_ink_map_measures_ink_from_the_paper_towards_black() -> None:
     assert ink[190, 230] == 0.0  # the paper
 
 
-def test_decode_image_returns_first_frame_upright() -> None:
+def test_load_image_returns_first_frame_upright() -> None:
     stored = canvas().transpose(Image.Transpose.ROTATE_90)
     exif = stored.getexif()
     exif[0x0112] = 6
-    image = decode_image(encode(stored, "PNG", exif=exif), max_pixels=MAX_PIXELS)
+    image = load_image(open_image(encode(stored, "PNG", exif=exif), max_pixels=MAX_PIXELS))
     assert image.size == (240, 200)
 
 
@@ -306,7 +312,7 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
     """A tiny file claiming 30000x30000 pixels is refused by its size, not decoded (nor
     reported as corrupt)."""
     with pytest.raises(ImageTooLarge):
-        decode_image(png_claiming(30_000, 30_000), max_pixels=MAX_PIXELS)
+        open_image(png_claiming(30_000, 30_000), max_pixels=MAX_PIXELS)
 
 
 @pytest.mark.parametrize("side", [10_000, 30_000], ids=["bomb-warning", "bomb-error"])
@@ -314,7 +320,7 @@ def test_pillows_own_bomb_guard_is_image_too_large(side: int) -> None:
     """Past Pillow's limit (a warning, then an error at twice it) the answer is the same, even
     where our own limit is generous."""
     with pytest.raises(ImageTooLarge):
-        decode_image(png_claiming(side, side), max_pixels=10**10)
+        open_image(png_claiming(side, side), max_pixels=10**10)
 
 
 @pytest.mark.parametrize(
