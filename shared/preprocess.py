@@ -65,6 +65,8 @@ BACKGROUND_RADIUS = 4
 REDUCING_GAP = 3.0
 
 NO_INK = "the image holds no ink: nothing to recognise"
+# Half-open (start, stop) row and column ranges.
+Bounds = tuple[tuple[int, int], tuple[int, int]]
 _HIGH_DEPTH_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
@@ -158,12 +160,12 @@ def normalize_character(ink: np.ndarray, *, blur_sigma: float = BLUR_SIGMA) -> n
     ink = np.asarray(ink, dtype=np.float32)
     if ink.ndim != 2:
         raise ValueError(f"an ink map is 2-D, not of shape {ink.shape}")
-    strong = ink >= MIN_INK
-    if not strong.any():
+    clear = _clear_ink(ink)
+    if clear is None:
         raise BlankImage(NO_INK)
     # Blur only the ink's surroundings: everything further out is background and stays 0.
-    rows, cols = _bounds(strong)
-    blur_sigma = min(blur_sigma, max(rows[1] - rows[0], cols[1] - cols[0]) / NIST_SIDE)
+    rows, cols = clear
+    blur_sigma = min(blur_sigma, _longer_side(rows, cols) / NIST_SIDE)
     margin = math.ceil(3 * blur_sigma) + 1
     top, left = max(rows[0] - margin, 0), max(cols[0] - margin, 0)
     region = _gaussian_blur(ink[top : rows[1] + margin, left : cols[1] + margin], blur_sigma)
@@ -172,7 +174,7 @@ def normalize_character(ink: np.ndarray, *, blur_sigma: float = BLUR_SIGMA) -> n
         raise BlankImage(NO_INK)
 
     rows, cols = _bounds(region >= BBOX_THRESHOLD * peak)
-    side = max(rows[1] - rows[0], cols[1] - cols[0])
+    side = _longer_side(rows, cols)
     square = side * TILE / (TILE - 2 * BORDER)
     # The square, centred on the bounding box, in the region's coordinates; cut out with the
     # background's 0 wherever it reaches past the region.
@@ -198,7 +200,8 @@ def preprocess(data: bytes, *, max_pixels: int) -> np.ndarray:
     ``WORKING_SIDE``, finer if the character is small), ink map, EMNIST normalisation."""
     image, side = _working_image(data, max_pixels, WORKING_SIDE)
     ink = ink_map(image)
-    extent = _ink_extent(ink)
+    clear = _clear_ink(ink)
+    extent = _longer_side(*clear) if clear else 0
     if 0 < extent < MIN_CHARACTER_SIDE and max(image.size) < side:
         least = min(math.ceil(max(image.size) * MIN_CHARACTER_SIDE / extent), MAX_WORKING_SIDE)
         image, side = _working_image(data, max_pixels, least)
@@ -217,15 +220,6 @@ def _working_image(data: bytes, max_pixels: int, least_side: int) -> tuple[Image
     image = _grey(load_image(image))
     factor = max(image.size) // least_side
     return (image.reduce(factor) if factor > 1 else image), side
-
-
-def _ink_extent(ink: np.ndarray) -> int:
-    """The longer side of the bounding box of an ink map's clear ink; 0 when there is none."""
-    strong = ink >= MIN_INK
-    if not strong.any():
-        return 0
-    rows, cols = _bounds(strong)
-    return max(rows[1] - rows[0], cols[1] - cols[0])
 
 
 def _grey(image: Image.Image) -> Image.Image:
@@ -295,11 +289,21 @@ def _extreme_filter(image: np.ndarray, extreme: np.ufunc) -> np.ndarray:
     return image
 
 
-def _bounds(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+def _clear_ink(ink: np.ndarray) -> Bounds | None:
+    """The bounds of an ink map's clear ink (at least ``MIN_INK``); None when there is none."""
+    strong = ink >= MIN_INK
+    return _bounds(strong) if strong.any() else None
+
+
+def _bounds(mask: np.ndarray) -> Bounds:
     """Half-open ``(start, stop)`` row and column ranges of a non-empty mask's true pixels."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)
+
+
+def _longer_side(rows: tuple[int, int], cols: tuple[int, int]) -> int:
+    return max(rows[1] - rows[0], cols[1] - cols[0])
 
 
 def _window(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
