@@ -88,10 +88,10 @@ class Settings:
     # requests). Off, every request runs alone. On, 16, no wait: it pays. Measured on 2 shared
     # cores with the load generator on them, 2 workers, drawings of 300-450 px: Locust capacity
     # at p99 <= 100 ms 751 -> 879 and 742 -> 822 req/s in two runs (make loadtest-capacity),
-    # with one worker 402 -> 607; a lone request never waits. The price: a request finishes with the last of its batch, so
-    # p50 at moderate load can be a millisecond higher (600/s offered: 6 ms off, 7 on). Earlier,
-    # with one worker: a 1 ms wait cost a lone client a third of its throughput; max 4 gained
-    # less.
+    # with one worker 402 -> 607; a lone request never waits. The price: a request finishes
+    # with the last of its batch, so p50 at moderate load can be a millisecond higher (600/s
+    # offered: 6 ms off, 7 on). Earlier, with one worker: a 1 ms wait cost a lone client a
+    # third of its throughput; max 4 gained less.
     dynamic_batching: bool
     dynamic_batch_max_size: int
     dynamic_batch_max_wait_ms: float
