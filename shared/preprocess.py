@@ -198,28 +198,36 @@ def normalize_character(ink: np.ndarray, *, blur_sigma: float = BLUR_SIGMA) -> n
 def preprocess(data: bytes, *, max_pixels: int) -> np.ndarray:
     """Upload bytes -> model-ready uint8 ``[28,28]`` tile: decode (reduced to about
     ``WORKING_SIDE``, finer if the character is small), ink map, EMNIST normalisation."""
-    image, side = _working_image(data, max_pixels, WORKING_SIDE)
+    decoded, side = _decode(data, max_pixels, WORKING_SIDE)
+    image = _reduce(decoded, WORKING_SIDE)
     ink = ink_map(image)
     clear = _clear_ink(ink)
     extent = _longer_side(*clear) if clear else 0
     if 0 < extent < MIN_CHARACTER_SIDE and max(image.size) < side:
         least = min(math.ceil(max(image.size) * MIN_CHARACTER_SIDE / extent), MAX_WORKING_SIDE)
-        image, side = _working_image(data, max_pixels, least)
+        if max(decoded.size) < least:  # a JPEG decoded at a scale too small for this character
+            decoded, side = _decode(data, max_pixels, least)
+        image = _reduce(decoded, least)
         ink = ink_map(image)
     # Sigma 1 is a pixel of the upload: in the working image's pixels it shrinks with it.
     return normalize_character(ink, blur_sigma=BLUR_SIGMA * max(image.size) / side)
 
 
-def _working_image(data: bytes, max_pixels: int, least_side: int) -> tuple[Image.Image, int]:
-    """The upload in grey, reduced by the largest whole factor that keeps its longer side at
-    least ``least_side``; and the upload's own longer side."""
+def _decode(data: bytes, max_pixels: int, least_side: int) -> tuple[Image.Image, int]:
+    """The upload in grey, and its own longer side. A JPEG decodes at the smallest scale (1/2,
+    1/4, 1/8) that keeps its longer side at least ``least_side``; other formats at full size."""
     image = open_image(data, max_pixels=max_pixels)
     side = max(image.size)
-    if side >= 2 * least_side:  # JPEG only: the others decode at full size whatever is asked
+    if side >= 2 * least_side:  # a no-op for formats other than JPEG
         image.draft("L", (image.width * least_side // side, image.height * least_side // side))
-    image = _grey(load_image(image))
+    return _grey(load_image(image)), side
+
+
+def _reduce(image: Image.Image, least_side: int) -> Image.Image:
+    """Box-reduced by the largest whole factor that keeps the longer side at least
+    ``least_side``."""
     factor = max(image.size) // least_side
-    return (image.reduce(factor) if factor > 1 else image), side
+    return image.reduce(factor) if factor > 1 else image
 
 
 def _grey(image: Image.Image) -> Image.Image:
