@@ -93,10 +93,11 @@ def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
     """One headless run of ``count`` users of the given classes; its summary."""
     reports.mkdir(parents=True, exist_ok=True)
     base = reports / prefix
+    total_s = SPAWN_S + WARM_UP_S + run_time_s
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
         "--users", str(count), "--spawn-rate", f"{count / SPAWN_S:g}",
-        "--run-time", f"{run_time_s + SPAWN_S + WARM_UP_S:g}s", "--warm-up-s", f"{WARM_UP_S:g}",
+        "--run-time", f"{total_s:g}s", "--warm-up-s", f"{WARM_UP_S:g}",
         "--stop-timeout", str(STOP_TIMEOUT_S), "--exit-code-on-error", "0",
         "--only-summary", "--csv", str(base), "--html", f"{base}.html",
         "--json-file", str(base), "--think-ms", f"{think_ms:g}", *users,
@@ -106,11 +107,11 @@ def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
         try:
             done = subprocess.run(command, cwd=REPO_ROOT, stdout=output,
                                   stderr=subprocess.STDOUT,
-                                  timeout=run_time_s + SPAWN_S + WARM_UP_S + GRACE_S,
+                                  timeout=total_s + GRACE_S,
                                   check=False)
         except subprocess.TimeoutExpired as exc:
             raise LocustFailed(
-                f"Locust ran past {run_time_s + SPAWN_S + WARM_UP_S + GRACE_S:g} s; see {log}"
+                f"Locust ran past {total_s + GRACE_S:g} s; see {log}"
             ) from exc
     stats = base.with_suffix(".json")
     if done.returncode != 0 or not stats.is_file():
