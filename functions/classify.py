@@ -21,6 +21,7 @@ from shared.classifier import classify_preprocessed, preprocess_all
 from shared.config import Settings
 from shared.errors import EmnistEdgeError
 from shared.model_loader import LoadedModel
+from shared.preprocess import DecodeBudget
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,17 @@ def png_data_url(tile: np.ndarray) -> str:
 
 def classify_uploads(
     uploads: Sequence[Upload],
+    budgets: Sequence[DecodeBudget],
     top_k: int,
     include_processed: bool,
     model: LoadedModel,
     settings: Settings,
 ) -> Outcome:
-    """Preprocess every upload, classify the good ones in one batch, keep request order."""
+    """Preprocess every upload (each paid from its request's budget: ``budgets``, one per
+    upload), classify the good ones in one batch, keep request order."""
     started = time.perf_counter_ns()
-    tiles = preprocess_all([upload.data for upload in uploads], settings.max_image_pixels)
+    tiles = preprocess_all([upload.data for upload in uploads], budgets,
+                           settings.max_image_pixels)
     preprocess_ms = elapsed_ms(started)
 
     started = time.perf_counter_ns()

@@ -39,6 +39,7 @@ from swagger_ui_bundle import swagger_ui_path
 from functions import v2_protocol
 from functions.classify import Outcome, Upload, classify_uploads, elapsed_ms
 from functions.http_errors import UnexpectedErrors, add_error_handlers, typed_error_response
+from functions.http_methods import HeadAsGet
 from functions.request_body import BodyKind, body_kind, parse_classify_body, read_body
 from functions.schemas import (
     ClassifyJson,
@@ -49,12 +50,14 @@ from functions.schemas import (
     ModelMetadata,
     V2Error,
     describe_validation_errors,
+    inline_schema,
 )
 from shared.classifier import DEFAULT_TOP_K, check_top_k
 from shared.config import Settings
 from shared.dynamic_batcher import DynamicBatcher
 from shared.errors import EmnistEdgeError, InvalidRequest, ModelLoadError, ModelNotReady
 from shared.model_loader import LoadedModel, get_model, is_loaded
+from shared.preprocess import DecodeBudget
 
 API = "/api"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -83,14 +86,14 @@ _CLASSIFY_BODY = {
                     },
                 },
             },
-            "application/json": {"schema": ClassifyJson.model_json_schema()},
+            "application/json": {"schema": inline_schema(ClassifyJson)},
         },
     }
 }
 _INFER_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": InferRequest.model_json_schema()}},
+        "content": {"application/json": {"schema": inline_schema(InferRequest)}},
     }
 }
 _ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
@@ -172,7 +175,9 @@ def classify_calls(
         groups[top_k, include].append(_Unpacked(slot, call, parsed.uploads, decode_ms))
     for (top_k, include), members in groups.items():
         uploads = [upload for member in members for upload in member.uploads]
-        outcome = classify_uploads(uploads, top_k, include, model, settings)
+        budgets = [budget for member in members
+                   for budget in [DecodeBudget.for_request(settings)] * len(member.uploads)]
+        outcome = classify_uploads(uploads, budgets, top_k, include, model, settings)
         for member, share in zip(members, outcome.split([len(m.uploads) for m in members]),
                                  strict=True):
             answers[member.slot] = _respond(member, share, model)
@@ -226,6 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.model_error = None
     app.add_middleware(UnexpectedErrors)
+    app.add_middleware(HeadAsGet)
     add_error_handlers(app)
     app.include_router(_api_router(settings, cpu, batcher, lambda: app.state.model_error))
     app.mount(API + "/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from functions.http_methods import allowed
 from functions.schemas import describe_validation_errors
 from shared.errors import EmnistEdgeError, InvalidParameter
 
@@ -86,4 +87,8 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(error.status_code, "http_error")
-        return error_response(request.url.path, error.status_code, code, str(error.detail))
+        response = error_response(request.url.path, error.status_code, code, str(error.detail))
+        response.headers.update(error.headers or {})  # 405's Allow (RFC 9110, 15.5.6)
+        if "allow" in response.headers:
+            response.headers["allow"] = allowed(response.headers["allow"])
+        return response

@@ -9,7 +9,6 @@ caller runs it off the event loop.
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -19,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from functions.classify import Upload
 from functions.multipart import parse_multipart
 from functions.schemas import ClassifyJson, ClassifyOptions, describe_validation_errors
+from shared.batch_formats import safe_text
 from shared.errors import InvalidParameter, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 ACCEPTED = (
@@ -44,6 +44,11 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def is_image_type(media: str) -> bool:
+    """Whether a media type is one a single image may be sent as (content decides the format)."""
+    return media.startswith("image/") or media == "application/octet-stream"
+
+
 def body_kind(content_type: str | None) -> BodyKind:
     """Which form a classify body takes, from its Content-Type; raises UnsupportedMediaType."""
     media = media_type(content_type)
@@ -51,7 +56,7 @@ def body_kind(content_type: str | None) -> BodyKind:
         return BodyKind.JSON
     if media == "multipart/form-data":
         return BodyKind.MULTIPART
-    if media.startswith("image/") or media == "application/octet-stream":
+    if is_image_type(media):
         return BodyKind.RAW
     raise UnsupportedMediaType(
         f"cannot read a body of type {media or '(no Content-Type)'}: send {ACCEPTED}"
@@ -96,7 +101,8 @@ def parse_classify_body(
             raise InvalidParameter(describe_validation_errors(exc.errors())) from exc
         return ClassifyBody(form.images, options)
     try:
-        document = ClassifyJson.model_validate_json(body)
+        # Strict: JSON's own types only (top_k true or "3" is refused, not read as 1 or 3).
+        document = ClassifyJson.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise InvalidRequest(
             f"the JSON body is not valid: {describe_validation_errors(exc.errors())}"
@@ -110,14 +116,25 @@ def parse_classify_body(
 
 
 def decode_base64(text: str, index: int) -> bytes:
-    """Plain or URL-safe base64, padded or not, line breaks allowed, or a base64 data: URL."""
+    """Plain or URL-safe base64, padded or not, line breaks allowed, or a base64 data: URL.
+
+    A data: URL's media type must be one a raw body may have (image/*, application/octet-stream,
+    or none): the same rule as the Content-Type of a single image, so ``data:text/html`` is a 415
+    here as it is there. What the bytes are is still decided by their content.
+    """
     payload = text
     if text[:5].lower() == "data:":
         header, comma, payload = text.partition(",")
         if not comma or not header.lower().endswith(";base64"):
             raise InvalidRequest(f"images[{index}] is a data: URL without base64 data")
+        declared = media_type(header[5:])
+        if declared and not is_image_type(declared):
+            raise UnsupportedMediaType(
+                f"images[{index}] is a data: URL of type {safe_text(declared, 64)}: an image "
+                "(image/*) or application/octet-stream is expected"
+            )
     payload = "".join(payload.split()).translate(_URLSAFE_TO_STANDARD)
     try:
         return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text (a plain ValueError)
         raise InvalidRequest(f"images[{index}] is not valid base64: {exc}") from exc

@@ -23,6 +23,26 @@ def describe_validation_errors(errors: list[Any]) -> str:
     return "; ".join(parts) + (f" (and {more} more problems)" if more > 0 else "")
 
 
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` written in place: pasted into an OpenAPI
+    operation, pydantic's ``#/$defs/...`` references would point at nothing (the document's
+    root has no ``$defs``). The request models nest without cycles, so inlining ends."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
 class ClassifyOptions(BaseModel):
     """Options of a classify request that may travel in its body (form fields or JSON)."""
 

@@ -60,9 +60,14 @@ def tiles_from_input(request: InferRequest, max_images: int) -> np.ndarray:
     if shape[0] > max_images:
         raise PayloadTooLarge(f"batch of {shape[0]} tiles: at most {max_images} per request")
     try:
-        values = np.asarray(tensor.data, dtype=np.float64)
-    except (ValueError, TypeError) as exc:
+        values = np.asarray(tensor.data)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidRequest(f"data is not a regular array of numbers: {exc}") from exc
+    # JSON numbers only: strings ("1"), booleans and integers too large for any number type
+    # (numpy keeps those as objects) are refused rather than coerced.
+    if values.dtype.kind not in "iuf":
+        raise InvalidRequest("data must hold only JSON numbers (no strings, booleans or null)")
+    values = values.astype(np.float64)
     if values.size != math.prod(shape):
         raise InvalidRequest(
             f"data holds {values.size} values, but shape {shape} needs {math.prod(shape)}"

@@ -31,6 +31,7 @@ from loadtests import checks, server
 from loadtests.corpus import SLO_SIZES, Sample, build
 from shared.config import Settings
 from shared.model_loader import load_model
+from shared.preprocess import DecodeBudget
 
 PATH = "/api/classify"
 CONCURRENCY = (1, 16, 64)
@@ -76,7 +77,8 @@ def in_process(samples: list[Sample], count: int) -> list[int]:
     cycle = itertools.cycle(samples)
 
     def classify() -> None:
-        classify_uploads([Upload(None, next(cycle).data)], 3, False, model, settings)
+        classify_uploads([Upload(None, next(cycle).data)], [DecodeBudget.for_request(settings)],
+                         3, False, model, settings)
 
     timed(classify, 20)
     return timed(classify, count)

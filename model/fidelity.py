@@ -22,6 +22,7 @@ from shared.config import Settings
 from shared.emnist import data_dir, load_split, upright
 from shared.errors import EmnistEdgeError
 from shared.model_loader import get_model
+from shared.preprocess import DecodeBudget
 
 
 def as_upload(tile: np.ndarray, rng: np.random.Generator, fmt: str) -> bytes:
@@ -56,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     model = get_model()
     raw_metrics = metrics(model.probabilities(tiles), labels)
     report: dict[str, object] = {"n": len(tiles), "raw_tiles": raw_metrics}
-    max_pixels = Settings.from_env().max_image_pixels
+    settings = Settings.from_env()
     for fmt in ("PNG", "JPEG"):
         uploads = [as_upload(t, rng, fmt) for t in tiles]
-        processed = preprocess_all(uploads, max_pixels)
+        budgets = [DecodeBudget.for_request(settings) for _ in uploads]
+        processed = preprocess_all(uploads, budgets, settings.max_image_pixels)
         failed = sum(isinstance(p, EmnistEdgeError) for p in processed)
         stack = np.stack([p if isinstance(p, np.ndarray) else np.zeros((28, 28), np.uint8)
                           for p in processed])

@@ -37,17 +37,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, closing
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, Protocol
 
 import numpy as np
 
-from shared.batch_formats import BatchReader, Chunk, Limits, safe_text
+from shared.batch_formats import BatchReader, Chunk, Limits, read_into, safe_text
 from shared.classifier import check_top_k, top_k_arrays
 from shared.config import Settings
-from shared.errors import InvalidBatch
+from shared.errors import EmnistEdgeError, InvalidBatch
 from shared.model_loader import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,12 @@ def process_batch(
 ) -> Outcome:
     """Classify every item of one batch version into results, once per etag.
 
-    Errors of the batch itself (InvalidBatch, BatchTooLarge) become ``<batch>.error.json``
-    and a ``failed`` outcome: final for this etag, so a trigger does not retry it forever.
-    Anything else (storage unreachable, the model missing) propagates so that the caller's
-    trigger retries; it leaves nothing committed.
+    No exception of the batch's own escapes: errors of the batch itself (InvalidBatch,
+    BatchTooLarge) become ``<batch>.error.json`` and a ``failed`` outcome, final for this etag,
+    so a trigger does not retry it forever; anything unexpected while reading or classifying it
+    is logged with its traceback and becomes a final ``internal_error`` the same way. Only the
+    storage's own failures (the source or the sink raising: the network, the disk) propagate,
+    so that the caller's trigger retries; they leave nothing committed.
     """
     top_k = check_top_k(top_k or settings.batch_top_k, model)
     info = source.describe()
@@ -155,22 +157,22 @@ def process_batch(
     clock = time.perf_counter()
     log.info("batch %s (etag %s, %d bytes): processing", info.name, info.etag, info.size)
     try:
-        with source.open(info) as stream:
-            counts = _classify_to_csv(stream, info, sink.open_csv(names.csv), settings, model,
-                                      top_k)
+        with ExitStack() as stack:
+            with _storage_calls():
+                stream = stack.enter_context(source.open(info))
+                upload = sink.open_csv(names.csv)
+            counts = _classify_to_csv(_GuardedStream(stream), info, _GuardedUpload(upload),
+                                      settings, model, top_k)
+    except StorageFailed as failure:
+        original = failure.__cause__  # transient: raised as it came, for the trigger to retry
+        raise original from original.__cause__
     except InvalidBatch as error:
-        document = {
-            "batch": info.name,
-            "code": error.code,
-            "message": error.message,
-            "source": asdict(info),
-            "time": _iso(datetime.now(UTC)),
-        }
-        sink.write_json(names.error, document)
-        sink.delete(names.summary)
-        sink.delete(names.csv)
         log.warning("batch %s failed (%s): %s", info.name, error.code, error.message)
-        return Outcome("failed", info, document)
+        return _fail(sink, names, info, error)
+    except Exception:
+        log.exception("batch %s (etag %s): unexpected error", info.name, info.etag)
+        return _fail(sink, names, info, EmnistEdgeError(
+            "an unexpected error occurred while processing the batch; it has been logged"))
 
     duration = time.perf_counter() - clock
     summary = {
@@ -195,6 +197,79 @@ def process_batch(
              counts["items"], counts["failed"], counts["skipped"], duration,
              summary["items_per_s"] or 0)
     return Outcome("processed", info, summary)
+
+
+def _fail(sink: ResultSink, names: ResultNames, info: SourceInfo,
+          error: EmnistEdgeError) -> Outcome:
+    """The final error document for this etag; nothing left that looks like a result."""
+    document = {
+        "batch": info.name,
+        "code": error.code,
+        "message": error.message,
+        "source": asdict(info),
+        "time": _iso(datetime.now(UTC)),
+    }
+    sink.write_json(names.error, document)
+    sink.delete(names.summary)
+    sink.delete(names.csv)
+    return Outcome("failed", info, document)
+
+
+class StorageFailed(Exception):
+    """The source or the sink itself failed (its ``__cause__`` says how): not the batch's fault,
+    so it is retried rather than written down as the batch's final error."""
+
+
+@contextmanager
+def _storage_calls() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise StorageFailed(str(exc)) from exc
+
+
+class _GuardedStream(io.RawIOBase):
+    """The source's stream, its own errors marked as storage failures (a decompressor or a
+    parser reading through it raises its errors above this, unmarked)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        with _storage_calls():
+            return read_into(self._stream, buffer)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with _storage_calls():
+            return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+class _GuardedUpload:
+    """The sink's CSV upload, its own errors marked as storage failures."""
+
+    def __init__(self, upload: CsvUpload) -> None:
+        self._upload = upload
+
+    def write(self, data: bytes) -> None:
+        with _storage_calls():
+            self._upload.write(data)
+
+    def commit(self) -> None:
+        with _storage_calls():
+            self._upload.commit()
+
+    def abort(self) -> None:
+        with _storage_calls():
+            self._upload.abort()
 
 
 def _classify_to_csv(

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import re
 import shutil
+import struct
 import tarfile
 import tempfile
 import zipfile
@@ -47,7 +49,7 @@ from shared.errors import (
     InvalidImage,
 )
 from shared.idx import GZIP_MAGIC, header_size, looks_like_idx, payload_size, read_header
-from shared.preprocess import NO_INK, TILE, preprocess
+from shared.preprocess import NO_INK, TILE, DecodeBudget, preprocess
 
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 NPY_MAGIC = b"\x93NUMPY"
@@ -67,8 +69,24 @@ MAX_ID_CHARS = 512
 # The errors a decompressor raises on corrupt or truncated input (and nothing wider: an error
 # of the source itself, e.g. storage being unreachable, must not be mistaken for a bad batch).
 DECOMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile)
-# What zipfile raises for one bad member: the above, an unknown compression method, a password.
-ZIP_MEMBER_ERRORS = (*DECOMPRESSION_ERRORS, NotImplementedError, RuntimeError)
+# What zipfile raises for one bad member: the above, LZMA's and BZIP2's own errors (bz2 raises
+# a bare OSError, "Invalid data stream"), an unknown compression method, a password. A member is
+# read from a seekable local file (a blob is spooled first), so an OSError here is the member's.
+ZIP_MEMBER_ERRORS = (*DECOMPRESSION_ERRORS, lzma.LZMAError, OSError, NotImplementedError,
+                     RuntimeError)
+# The end-of-central-directory record (22 bytes and a comment of at most 65,535) and the zip64
+# locator before it: where a zip says how many entries it has, read before zipfile parses them all.
+EOCD = struct.Struct("<4s4H2LH")
+EOCD_SIGNATURE = b"PK\x05\x06"
+ZIP64_LOCATOR = struct.Struct("<4sLQL")
+ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+ZIP64_EOCD_SIGNATURE = b"PK\x06\x06"
+EOCD_SEARCH = EOCD.size + 0xFFFF
+# A central directory entry's fixed part; fields 10-12 are the lengths of the name, the extra
+# field and the comment that follow it.
+CENTRAL_HEADER = struct.Struct("<4s6H3L5H2L")
+CENTRAL_SIGNATURE = b"PK\x01\x02"
 # Bytes of a member read to tell an image by its signature (BMP's needs 18).
 SNIFF_BYTES = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -86,6 +104,8 @@ class Limits:
     max_ratio: int
     max_image_pixels: int
     max_image_bytes: int
+    max_decoded_bytes: int
+    max_item_decoded_bytes: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -95,6 +115,8 @@ class Limits:
             max_ratio=settings.batch_max_ratio,
             max_image_pixels=settings.max_image_pixels,
             max_image_bytes=settings.batch_max_image_bytes,
+            max_decoded_bytes=settings.max_decoded_bytes,
+            max_item_decoded_bytes=settings.max_request_decoded_bytes,
         )
 
 
@@ -240,6 +262,7 @@ class BatchReader:
         """A zip (or an npz, which is a zip of .npy members): its directory sits at the end, so
         this is the one format that needs a seekable file."""
         with _seekable(stream) as file:
+            self._check_directory(file)
             try:
                 archive = zipfile.ZipFile(file)
             except (zipfile.BadZipFile, EOFError, ValueError) as exc:
@@ -251,6 +274,7 @@ class BatchReader:
                         f"the zip archive has {len(entries)} entries, more than the "
                         f"{self.limits.max_items} allowed"
                     )
+                _refuse_shared_data(entries)
                 if entries and all(info.filename.endswith(".npy") for info in entries):
                     yield from self._npz(archive, entries)
                     return
@@ -264,6 +288,25 @@ class BatchReader:
                     )
                     for info in entries
                 )
+
+    def _check_directory(self, file: BinaryIO) -> None:
+        """Refuse a zip with too many entries before zipfile parses its directory: zipfile keeps
+        every entry in memory first (about 0.5 KB each). The declared count can lie low, so a
+        directory large enough to hold more entries than allowed is walked and counted."""
+        directory = _zip_directory(file)
+        file.seek(0)
+        if directory is None:
+            return
+        entries, size, start = directory
+        if size // CENTRAL_HEADER.size > self.limits.max_items:
+            entries = max(entries, _count_directory_entries(file, start, size,
+                                                            self.limits.max_items))
+            file.seek(0)
+        if entries > self.limits.max_items:
+            raise BatchTooLarge(
+                f"the zip archive has {entries} entries or more, more than the "
+                f"{self.limits.max_items} allowed"
+            )
 
     def _open_zip_member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
         """A member's decompressed stream, its ratio checked against its compressed size.
@@ -407,7 +450,7 @@ class BatchReader:
         item_id = safe_text(name)
         try:
             with open_member() as stream:
-                head = stream.read(SNIFF_BYTES)
+                head = _read_up_to(stream, SNIFF_BYTES)
                 if path.suffix.lower() not in IMAGE_EXTENSIONS and not _is_image(head):
                     self.skipped += 1
                     return None
@@ -425,7 +468,9 @@ class BatchReader:
 
     def _decode(self, data: bytes) -> Decoded:
         try:
-            return preprocess(data, max_pixels=self.limits.max_image_pixels)
+            budget = DecodeBudget(self.limits.max_decoded_bytes,
+                                  self.limits.max_item_decoded_bytes)
+            return preprocess(data, max_pixels=self.limits.max_image_pixels, budget=budget)
         except EmnistEdgeError as error:
             return error
 
@@ -488,7 +533,7 @@ class _Counted(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        n = _readinto(self._stream, buffer)
+        n = read_into(self._stream, buffer)
         self.count += n
         return n
 
@@ -509,7 +554,7 @@ class _Inflated(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        n = _readinto(self._stream, buffer)
+        n = read_into(self._stream, buffer)
         self.produced += n
         self._reader.spend(n, self.produced, self._compressed(), self._what)
         return n
@@ -535,10 +580,10 @@ class _Prefixed(io.RawIOBase):
             buffer[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        return _readinto(self._stream, buffer)
+        return read_into(self._stream, buffer)
 
 
-def _readinto(stream: BinaryIO, buffer: memoryview) -> int:
+def read_into(stream: BinaryIO, buffer: memoryview) -> int:
     """One read into a caller's buffer, whether the stream has ``readinto`` or only ``read``."""
     if hasattr(stream, "readinto"):
         return stream.readinto(buffer) or 0
@@ -551,28 +596,33 @@ def _read_full(stream: BinaryIO, view: memoryview) -> int:
     """Fill ``view`` unless the stream ends first; the number of bytes read."""
     done = 0
     while done < len(view):
-        n = _readinto(stream, view[done:])
+        n = read_into(stream, view[done:])
         if not n:
             break
         done += n
     return done
 
 
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, or fewer only if the stream ends first: one ``read`` of a raw stream (a blob
+    download, a decompressor) may return less than it was asked for."""
+    buffer = bytearray(n)
+    return bytes(buffer[: _read_full(stream, memoryview(buffer))])
+
+
 def _peek(stream: BinaryIO, n: int) -> tuple[bytes, BinaryIO]:
     """The first ``n`` bytes (fewer if the stream is shorter) and a stream that still starts at
     them: rewound when seekable, else the bytes are put back in front."""
-    buffer = bytearray(n)
-    got = _read_full(stream, memoryview(buffer))
-    head = bytes(buffer[:got])
+    head = _read_up_to(stream, n)
     if stream.seekable():
-        stream.seek(-got, io.SEEK_CUR)
+        stream.seek(-len(head), io.SEEK_CUR)
         return head, stream
     return head, _Prefixed(head, stream)
 
 
 def _read_capped(stream: BinaryIO, limits: Limits, already: int = 0) -> bytes:
     """The rest of one image's bytes, refusing (ImageTooLarge) past the per-image cap."""
-    data = stream.read(limits.max_image_bytes - already + 1)
+    data = _read_up_to(stream, limits.max_image_bytes - already + 1)
     if already + len(data) > limits.max_image_bytes:
         raise ImageTooLarge(
             f"the image is more than the {limits.max_image_bytes} bytes allowed for one image"
@@ -591,6 +641,75 @@ def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
         shutil.copyfileobj(stream, copy, READ_PIECE)
         copy.seek(0)
         yield copy
+
+
+# --- zip directories -------------------------------------------------------------------------
+
+
+def _zip_directory(file: BinaryIO) -> tuple[int, int, int] | None:
+    """What a zip's end-of-central-directory record (its zip64 record, where there is one)
+    declares: (entries, the directory's size, where it starts). None where no record is found:
+    zipfile then says what is wrong."""
+    end = file.seek(0, io.SEEK_END)
+    start = max(0, end - EOCD_SEARCH)
+    file.seek(start)
+    tail = _read_up_to(file, end - start)
+    at = tail.rfind(EOCD_SIGNATURE)
+    if at < 0 or len(tail) - at < EOCD.size:
+        return None
+    *_, entries, size, _offset, _comment = EOCD.unpack_from(tail, at)
+    record_at = start + at
+    locator = at - ZIP64_LOCATOR.size
+    if locator >= 0 and tail[locator : locator + 4] == ZIP64_LOCATOR_SIGNATURE:
+        record_at = ZIP64_LOCATOR.unpack_from(tail, locator)[2]
+        if record_at > end - ZIP64_EOCD.size:
+            return None
+        file.seek(record_at)
+        record = _read_up_to(file, ZIP64_EOCD.size)
+        if not record.startswith(ZIP64_EOCD_SIGNATURE):
+            return None
+        fields = ZIP64_EOCD.unpack(record)
+        entries, size = max(entries, fields[7]), fields[8]
+    # Like zipfile, the directory is found from where its end record is (data may precede the
+    # archive), not from the offset it states.
+    return entries, size, max(0, record_at - size)
+
+
+def _count_directory_entries(file: BinaryIO, start: int, size: int, stop_after: int) -> int:
+    """Entries actually in a central directory, up to ``stop_after`` + 1, walked header by
+    header a piece at a time (nothing kept): zipfile parses a directory by its size, whatever
+    count it declares."""
+    file.seek(start)
+    count, pending, left = 0, b"", size
+    while count <= stop_after:
+        piece = _read_up_to(file, min(READ_PIECE, left))
+        left -= len(piece)
+        data, position = pending + piece, 0
+        while position + CENTRAL_HEADER.size <= len(data):
+            fields = CENTRAL_HEADER.unpack_from(data, position)
+            if fields[0] != CENTRAL_SIGNATURE:
+                return count
+            position += CENTRAL_HEADER.size + fields[10] + fields[11] + fields[12]
+            count += 1
+        if not piece:
+            return count
+        pending = data[position:] if position <= len(data) else b""
+        if position > len(data):  # a header's variable part runs past this piece: skip it
+            skip = position - len(data)
+            file.seek(skip, io.SEEK_CUR)
+            left -= skip
+    return count
+
+
+def _refuse_shared_data(entries: list[zipfile.ZipInfo]) -> None:
+    """Entries that point at one local header are one member's data counted many times (the
+    overlapping zip bomb): each would be inflated and decoded again, each ratio in order."""
+    offsets = {info.header_offset for info in entries}
+    if len(offsets) < len(entries):
+        raise BatchTooLarge(
+            f"the zip archive's {len(entries)} entries share {len(offsets)} members' data: "
+            "refused as a zip bomb (entries that overlap)"
+        )
 
 
 # --- arrays ----------------------------------------------------------------------------------

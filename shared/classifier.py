@@ -15,7 +15,7 @@ import torch
 from shared.config import Settings
 from shared.errors import EmnistEdgeError, InvalidParameter
 from shared.model_loader import LoadedModel, get_model
-from shared.preprocess import preprocess
+from shared.preprocess import DecodeBudget, preprocess
 
 DEFAULT_TOP_K = 3
 
@@ -76,13 +76,14 @@ def classify_tiles(
 
 
 def preprocess_all(
-    images: Sequence[bytes], max_pixels: int
+    images: Sequence[bytes], budgets: Sequence[DecodeBudget], max_pixels: int
 ) -> list[np.ndarray | EmnistEdgeError]:
-    """Each image's tile, or the typed error that image raised (one bad image fails alone)."""
+    """Each image's tile, or the typed error that image raised (one bad image fails alone);
+    each image is paid for from its request's budget (``budgets``, one per image)."""
     results: list[np.ndarray | EmnistEdgeError] = []
-    for data in images:
+    for data, budget in zip(images, budgets, strict=True):
         try:
-            results.append(preprocess(data, max_pixels=max_pixels))
+            results.append(preprocess(data, max_pixels=max_pixels, budget=budget))
         except EmnistEdgeError as error:
             results.append(error)
     return results
@@ -105,5 +106,6 @@ def classify_images(
 ) -> list[Prediction | EmnistEdgeError]:
     """Encoded images -> a prediction or an error per image, in input order."""
     settings = Settings.from_env()
-    tiles = preprocess_all(images, settings.max_image_pixels)
+    budgets = [DecodeBudget.for_request(settings) for _ in images]  # each image on its own
+    tiles = preprocess_all(images, budgets, settings.max_image_pixels)
     return classify_preprocessed(tiles, top_k, model, settings.batch_size)

@@ -73,6 +73,14 @@ class Settings:
     batch_size: int
     # Decoded pixels allowed per image (width * height); guards against decompression bombs.
     max_image_pixels: int
+    # What decoding may cost, in bytes (pixels x 1 for 8-bit grey or palette, x 4 for other
+    # modes; JPEGs after drafting; see preprocess.DecodeBudget): per image, and for all the
+    # images of one request (or one batch item) together. 32 MiB is an 8-megapixel colour
+    # image or a 32-megapixel grey one; 128 MiB four of them. A pixel count alone let a 91 KB
+    # 16-bit PNG cost 1.7 s of CPU, and 64 of them fit in one request. What the costliest
+    # inputs within these limits take: python -m loadtests.hostile_bench (README, "Limits").
+    max_decoded_bytes: int
+    max_request_decoded_bytes: int
     # HTTP request limits: bytes of one request body (any content type), bytes of a JSON body
     # (parsed in memory, so it gets its own bound), and images per classify request or v2 batch.
     max_body_bytes: int
@@ -138,6 +146,8 @@ class Settings:
             torch_threads=_int("TORCH_THREADS", 1),
             batch_size=_int("BATCH_SIZE", 256),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
+            max_decoded_bytes=_int("MAX_DECODED_BYTES", 32 * 1024 * 1024),
+            max_request_decoded_bytes=_int("MAX_REQUEST_DECODED_BYTES", 128 * 1024 * 1024),
             max_body_bytes=_int("MAX_BODY_BYTES", 10 * 1024 * 1024),
             max_json_bytes=_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
             max_images=_int("MAX_IMAGES", 64),

@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
 from shared.batch import Outcome
 from shared.config import Settings
 from shared.model_loader import LoadedModel, get_model
-from shared.storage import process_blob
+from shared.storage import process_blob, quoted_etag
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +46,20 @@ class BatchPoller:
         """Process every blob that is new or changed since it was last handled.
 
         A blob whose processing fails for a transient reason (storage hiccup) is not marked
-        handled, so the next poll tries it again, as the trigger's retry would.
+        handled, so the next poll tries it again, as the trigger's retry would, and the blobs
+        listed after it are still handled in this poll.
         """
         outcomes = []
         for blob in self._container.list_blobs():
-            if self._handled.get(blob.name) == blob.etag:
+            if self._handled.get(blob.name) == quoted_etag(blob.etag):
                 continue
             try:
                 outcome = process_blob(
                     self._container.get_blob_client(blob.name), self._settings,
                     service=self._service, model=self._model or get_model(self._settings),
                 )
-            except AzureError:
-                log.exception("batch %s: storage error, will retry on the next poll", blob.name)
+            except Exception:  # storage hiccups: one blob never holds up the others
+                log.exception("batch %s: failed, will retry on the next poll", blob.name)
                 continue
             if outcome.source is not None:
                 self._handled[blob.name] = outcome.source.etag

@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from shared.config import Settings
 from shared.errors import BlankImage, ImageTooLarge, InvalidImage
 
 TILE = 28
@@ -67,14 +70,14 @@ REDUCING_GAP = 3.0
 NO_INK = "the image holds no ink: nothing to recognise"
 # Half-open (start, stop) row and column ranges.
 Bounds = tuple[tuple[int, int], tuple[int, int]]
-_HIGH_DEPTH_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Open an upload and check its size, without decoding its pixels yet.
 
     The size check reads only the header, so a decompression bomb never reaches the decoder;
-    Pillow's own bomb guard is turned into the same error.
+    Pillow's own bomb guard is turned into the same error. (What decoding will cost is checked
+    once the decoding scale is known: ``DecodeBudget``.)
     """
     if not data:
         raise InvalidImage("the upload is empty: not an image")
@@ -89,6 +92,49 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         if width * height == 0:
             raise InvalidImage("the image has no pixels")
         return image
+
+
+def decode_cost(image: Image.Image) -> int:
+    """What decoding an opened image costs, in bytes, at its current (drafted) size: Pillow
+    keeps 1/L/P in a byte per pixel and the other modes (RGB too) in four. 16-bit grey is
+    stored in two but counted as four: it decodes as slowly per pixel as RGBA (measured: a
+    6300x6300 PNG 1.06 s as 16-bit grey, 1.2 s as RGBA, 0.16 s as 8-bit grey)."""
+    return image.width * image.height * (1 if image.mode in ("1", "L", "P") else 4)
+
+
+@dataclass
+class DecodeBudget:
+    """The decoding one image (``per_image``) and one request or batch item (``left``, spent
+    as images are decoded) may cost, in bytes (``decode_cost``).
+
+    A pixel count alone does not bound the cost: a 91 KB 16-bit 6300x6300 PNG is within 40 M
+    pixels, yet took 1.7 s of CPU and ~170 MB to decode and convert; 64 such images fit in one
+    request. Time and memory both grow with the decoded bytes, so that is what is bounded,
+    before any pixel is decoded (JPEGs after drafting, which decodes them at a fraction).
+    """
+
+    per_image: int
+    left: int
+
+    @classmethod
+    def for_request(cls, settings: Settings) -> DecodeBudget:
+        """A fresh budget for one request (over HTTP) or one item (of a batch)."""
+        return cls(settings.max_decoded_bytes, settings.max_request_decoded_bytes)
+
+    def spend(self, image: Image.Image) -> None:
+        cost = decode_cost(image)
+        what = f"decoding this {image.width}x{image.height} {image.mode} image takes {_mib(cost)}"
+        if cost > self.per_image:
+            raise ImageTooLarge(f"{what}, more than the {_mib(self.per_image)} allowed for one "
+                                "image: send it smaller, or in 8-bit grey")
+        if cost > self.left:
+            raise ImageTooLarge(f"{what}, more than the {_mib(self.left)} left for this "
+                                "request's images: send fewer or smaller images at once")
+        self.left -= cost
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def load_image(image: Image.Image) -> Image.Image:
@@ -195,10 +241,12 @@ def normalize_character(ink: np.ndarray, *, blur_sigma: float = BLUR_SIGMA) -> n
     return np.rint(tile * (255.0 / float(tile.max()))).astype(np.uint8)
 
 
-def preprocess(data: bytes, *, max_pixels: int) -> np.ndarray:
+def preprocess(data: bytes, *, max_pixels: int, budget: DecodeBudget) -> np.ndarray:
     """Upload bytes -> model-ready uint8 ``[28,28]`` tile: decode (reduced to about
-    ``WORKING_SIDE``, finer if the character is small), ink map, EMNIST normalisation."""
-    decoded, side = _decode(data, max_pixels, WORKING_SIDE)
+    ``WORKING_SIDE``, finer if the character is small), ink map, EMNIST normalisation. Every
+    decoding is paid for from ``budget`` first."""
+    limits = (max_pixels, budget)
+    decoded, side = _decode(data, limits, WORKING_SIDE)
     image = _reduce(decoded, WORKING_SIDE)
     ink = ink_map(image)
     clear = _clear_ink(ink)
@@ -206,20 +254,25 @@ def preprocess(data: bytes, *, max_pixels: int) -> np.ndarray:
     if 0 < extent < MIN_CHARACTER_SIDE and max(image.size) < side:
         least = min(math.ceil(max(image.size) * MIN_CHARACTER_SIDE / extent), MAX_WORKING_SIDE)
         if max(decoded.size) < least:  # a JPEG decoded at a scale too small for this character
-            decoded, side = _decode(data, max_pixels, least)
+            decoded, side = _decode(data, limits, least)
         image = _reduce(decoded, least)
         ink = ink_map(image)
     # Sigma 1 is a pixel of the upload: in the working image's pixels it shrinks with it.
     return normalize_character(ink, blur_sigma=BLUR_SIGMA * max(image.size) / side)
 
 
-def _decode(data: bytes, max_pixels: int, least_side: int) -> tuple[Image.Image, int]:
+def _decode(
+    data: bytes, limits: tuple[int, DecodeBudget], least_side: int
+) -> tuple[Image.Image, int]:
     """The upload in grey, and its own longer side. A JPEG decodes at the smallest scale (1/2,
-    1/4, 1/8) that keeps its longer side at least ``least_side``; other formats at full size."""
+    1/4, 1/8) that keeps its longer side at least ``least_side``; other formats at full size.
+    ``limits``: pixels of the image, and the budget decoding is paid from."""
+    max_pixels, budget = limits
     image = open_image(data, max_pixels=max_pixels)
     side = max(image.size)
     if side >= 2 * least_side:  # a no-op for formats other than JPEG
         image.draft("L", (image.width * least_side // side, image.height * least_side // side))
+    budget.spend(image)
     return _grey(load_image(image)), side
 
 
@@ -232,8 +285,14 @@ def _reduce(image: Image.Image, least_side: int) -> Image.Image:
 
 def _grey(image: Image.Image) -> Image.Image:
     """8-bit luminance (``L``) of any decoded image, transparency composited away."""
-    if image.mode in _HIGH_DEPTH_GREY:  # Pillow's own conversion to L clips 16 bits, not scales
-        return Image.fromarray((np.asarray(image.convert("I")) >> 8).clip(0, 255).astype(np.uint8))
+    if image.mode.startswith("I;16"):  # Pillow's own conversion to L clips 16 bits, not scales
+        levels = np.asarray(image)
+        # The high byte of each 16-bit level, taken in place: one copy of a byte per pixel.
+        high = 1 if levels.dtype.byteorder == "<" or (
+            levels.dtype.byteorder == "=" and sys.byteorder == "little") else 0
+        return Image.fromarray(np.ascontiguousarray(levels.view(np.uint8)[:, high::2]))
+    if image.mode == "I":
+        return Image.fromarray((np.asarray(image) >> 8).clip(0, 255).astype(np.uint8))
     if not image.has_transparency_data:
         return image if image.mode == "L" else image.convert("L")
     grey, alpha = image.convert("LA").split()

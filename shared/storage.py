@@ -97,6 +97,12 @@ def process_blob(
     return process_batch(BlobSource(blob), sink, settings, model or get_model(settings))
 
 
+def quoted_etag(etag: str) -> str:
+    """An etag in its one form here, quoted as HTTP writes it: the SDK gives listed blobs' etags
+    without the quotes and a blob's properties with them, so compared raw they never match."""
+    return f'"{etag.strip(chr(34))}"'
+
+
 class BlobSource:
     """A blob, streamed: ranged GETs of a fixed size, pinned to the etag that was described,
     so a blob overwritten mid-read fails (and is retried) instead of mixing two versions."""
@@ -109,7 +115,7 @@ class BlobSource:
             properties = self._blob.get_blob_properties()
         except ResourceNotFoundError:
             return None
-        return SourceInfo(self._blob.blob_name, properties.etag, properties.size)
+        return SourceInfo(self._blob.blob_name, quoted_etag(properties.etag), properties.size)
 
     @contextmanager
     def open(self, info: SourceInfo) -> Iterator[BinaryIO]:

@@ -17,7 +17,8 @@ from shared.errors import BatchTooLarge, InvalidBatch
 from tests.conftest import STROKES, draw_character
 
 LIMITS = Limits(max_items=1000, max_bytes=64 * 1024 * 1024, max_ratio=100,
-                max_image_pixels=4_000_000, max_image_bytes=1024 * 1024)
+                max_image_pixels=4_000_000, max_image_bytes=1024 * 1024,
+                max_decoded_bytes=16 * 1024 * 1024, max_item_decoded_bytes=32 * 1024 * 1024)
 PNG_7 = draw_character(STROKES["7"])
 JPEG_L = draw_character(STROKES["L"], fmt="JPEG")
 

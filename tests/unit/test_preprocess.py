@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from shared.errors import BlankImage, ImageTooLarge, InvalidImage
 from shared.preprocess import (
+    DecodeBudget,
     ink_map,
     load_image,
     normalize_character,
@@ -24,6 +25,10 @@ from shared.preprocess import (
 )
 
 MAX_PIXELS = 4_000_000
+
+
+def budget() -> DecodeBudget:
+    return DecodeBudget(per_image=16 * 1024 * 1024, left=32 * 1024 * 1024)
 # Mean absolute difference (grey levels) under which two tiles show the same character;
 # re-encoding and re-drawing alone move a tile by 1-5 levels, a different glyph by 25 or more.
 SAME = 8.0
@@ -64,7 +69,8 @@ def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
 
 
 def tile_of(image: Image.Image, fmt: str = "PNG", **options: object) -> np.ndarray:
-    return preprocess(encode(image, fmt, **options), max_pixels=MAX_PIXELS)
+    return preprocess(encode(image, fmt, **options), max_pixels=MAX_PIXELS,
+                      budget=budget())
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -142,7 +148,7 @@ def test_animated_gif_uses_its_first_frame(reference: np.ndarray) -> None:
     first, second = canvas(), canvas(glyph=bar_glyph)
     data = encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
     assert Image.open(io.BytesIO(data)).n_frames == 2
-    tile = preprocess(data, max_pixels=MAX_PIXELS)
+    tile = preprocess(data, max_pixels=MAX_PIXELS, budget=budget())
     assert distance(tile, reference) < SAME
     assert distance(tile, tile_of(second)) > 3 * SAME
 
@@ -217,7 +223,7 @@ def test_tall_thin_stroke_keeps_its_aspect_ratio() -> None:
     """A '1' is not stretched to fill the square: it stays a thin upright stroke, centred."""
     image = Image.new("L", (300, 300), 255)
     ImageDraw.Draw(image).line([(70, 40), (70, 260)], fill=0, width=12)
-    tile = preprocess(encode(image), max_pixels=MAX_PIXELS)
+    tile = preprocess(encode(image), max_pixels=MAX_PIXELS, budget=budget())
     top, bottom, left, right = ink_bounds(tile, level=64)
     assert bottom - top + 1 >= 23
     assert right - left + 1 <= 4
@@ -228,7 +234,8 @@ def test_size_of_the_drawing_does_not_matter(reference: np.ndarray) -> None:
     """A large photo (reduced before processing) and a small drawing give the same tile."""
     large = encode(canvas(size=(2400, 2000), box=(850, 400, 1550, 1600)), "JPEG", quality=85)
     small = canvas(size=(60, 50), box=(20, 7, 41, 43))
-    assert distance(preprocess(large, max_pixels=2400 * 2000), reference) < SAME
+    tile = preprocess(large, max_pixels=2400 * 2000, budget=budget())
+    assert distance(tile, reference) < SAME
     assert distance(tile_of(small), reference) < SAME
 
 
@@ -292,20 +299,21 @@ def png_claiming(width: int, height: int) -> bytes:
 )
 def test_not_an_image(data: bytes) -> None:
     with pytest.raises(InvalidImage):
-        preprocess(data, max_pixels=MAX_PIXELS)
+        preprocess(data, max_pixels=MAX_PIXELS, budget=budget())
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_truncated_image(fmt: str) -> None:
     data = encode(canvas(), fmt)
     with pytest.raises(InvalidImage, match="truncated"):
-        preprocess(data[: len(data) * 2 // 3], max_pixels=MAX_PIXELS)
+        preprocess(data[: len(data) * 2 // 3], max_pixels=MAX_PIXELS, budget=budget())
 
 
 def test_over_the_pixel_limit() -> None:
     with pytest.raises(ImageTooLarge):
-        preprocess(encode(canvas()), max_pixels=240 * 200 - 1)
-    assert preprocess(encode(canvas()), max_pixels=240 * 200).shape == (28, 28)
+        preprocess(encode(canvas()), max_pixels=240 * 200 - 1, budget=budget())
+    assert preprocess(encode(canvas()), max_pixels=240 * 200,
+                      budget=budget()).shape == (28, 28)
 
 
 def test_pixel_limit_is_checked_before_decoding() -> None:
