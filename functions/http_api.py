@@ -96,8 +96,8 @@ _INFER_BODY = {
         "content": {"application/json": {"schema": inline_schema(InferRequest)}},
     }
 }
-_ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)}
-_V2_ERRORS = {status: {"model": V2Error} for status in (400, 404, 413, 503)}
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 408, 413, 415, 422, 503)}
+_V2_ERRORS = {status: {"model": V2Error} for status in (400, 404, 408, 413, 503)}
 
 TOP_K_HELP = f"Labels per image, best first (default {DEFAULT_TOP_K}; wins over the body's)."
 PROCESSED_HELP = "Add each image's 28x28 model input as a PNG data: URL."
@@ -319,7 +319,7 @@ def _api_router(
         content_type = request.headers.get("content-type", "")
         kind = body_kind(content_type)
         limit = settings.max_json_bytes if kind is BodyKind.JSON else settings.max_body_bytes
-        body = await read_body(request, limit)
+        body = await read_body(request, limit, settings.body_timeout_s)
         return await batcher.submit(ClassifyCall(
             request.url.path, kind, body, content_type, top_k, include_processed, started,
             elapsed_ms(started),
@@ -357,7 +357,7 @@ def _api_router(
         upright, white ink on black."""
         model = await loaded_model()
         v2_protocol.check_model_name(name, model)
-        body = await read_body(request, settings.max_json_bytes)
+        body = await read_body(request, settings.max_json_bytes, settings.body_timeout_s)
 
         def work() -> JSONResponse:
             try:

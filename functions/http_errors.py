@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.http_methods import allowed
 from functions.schemas import describe_validation_errors
-from shared.errors import EmnistEdgeError, InvalidParameter
+from shared.errors import EmnistEdgeError, InvalidParameter, RequestTimeout
 
 V2 = "/api/v2"
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -77,7 +77,10 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EmnistEdgeError)
     async def typed(request: Request, error: EmnistEdgeError) -> JSONResponse:
-        return typed_error_response(request.url.path, error)
+        response = typed_error_response(request.url.path, error)
+        if isinstance(error, RequestTimeout):  # the rest of the body is not waited for
+            response.headers["connection"] = "close"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

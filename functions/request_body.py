@@ -12,6 +12,7 @@ import base64
 from dataclasses import dataclass
 from enum import StrEnum
 
+import anyio
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 
@@ -19,7 +20,13 @@ from functions.classify import Upload
 from functions.multipart import parse_multipart
 from functions.schemas import ClassifyJson, ClassifyOptions, describe_validation_errors
 from shared.batch_formats import safe_text
-from shared.errors import InvalidParameter, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import (
+    InvalidParameter,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 ACCEPTED = (
     "one image as image/* or application/octet-stream, images as multipart/form-data file "
@@ -63,8 +70,9 @@ def body_kind(content_type: str | None) -> BodyKind:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or PayloadTooLarge as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, or PayloadTooLarge as soon as it is known to exceed ``limit`` bytes, or
+    RequestTimeout when it has not all arrived within ``timeout_s`` seconds."""
     too_large = PayloadTooLarge(f"the request body is larger than the {limit} bytes allowed")
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -75,11 +83,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise too_large
-            chunks.append(chunk)
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_s:g} s ({received} bytes came)"
+        ) from exc
     except ClientDisconnect as exc:
         raise InvalidRequest("the client closed the connection before sending the body") from exc
     return b"".join(chunks)

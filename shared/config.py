@@ -86,6 +86,10 @@ class Settings:
     max_body_bytes: int
     max_json_bytes: int
     max_images: int
+    # Seconds a client has to send a whole request body (a 408 after): a client that trickles
+    # a byte a second would otherwise hold a connection, and its buffer, for as long as it
+    # likes. 10 MiB (the body limit) in 20 s needs about 4 Mbit/s.
+    body_timeout_s: float
     # Classify / infer requests that do CPU work at once in one process; more wait their turn.
     # One: the event loop needs a core for HTTP and torch's threads take the rest (measured on
     # 2 cores, 16 clients, a grey 280x280 PNG: 630 req/s at 1, 470 at 4, 350 unbounded).
@@ -151,6 +155,7 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", 10 * 1024 * 1024),
             max_json_bytes=_int("MAX_JSON_BYTES", 10 * 1024 * 1024),
             max_images=_int("MAX_IMAGES", 64),
+            body_timeout_s=_float("BODY_TIMEOUT_S", 20.0),
             classify_concurrency=_int("CLASSIFY_CONCURRENCY", 1),
             dynamic_batching=_bool("DYNAMIC_BATCHING", True),
             dynamic_batch_max_size=_int("DYNAMIC_BATCH_MAX_SIZE", 16),

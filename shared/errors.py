@@ -77,6 +77,13 @@ class PayloadTooLarge(EmnistEdgeError):
     http_status = 413
 
 
+class RequestTimeout(EmnistEdgeError):
+    """The client did not send its whole request body in the time allowed."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
 class UnsupportedMediaType(EmnistEdgeError):
     """The request body comes in a content type the endpoint does not read."""
 
