@@ -238,3 +238,21 @@ def test_the_batch_command_on_a_local_file(tmp_path, tiny_model_files):
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["code"] == "invalid_batch"
+
+
+def test_an_unexpected_error_is_a_final_internal_error_and_is_logged(tmp_path, settings, model,
+                                                                     monkeypatch, caplog):
+    batch = write_npy(tmp_path / "a.npy", 3)
+
+    def explode(*_args, **_kwargs):
+        raise ValueError("a bug, not the batch's fault")
+
+    monkeypatch.setattr("shared.batch.top_k_arrays", explode)
+    outcome = run(batch, settings, model)
+    assert outcome.status == "failed"
+    assert outcome.document["code"] == "internal_error"
+    assert "a bug" not in outcome.document["message"]  # no internals in the result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "a.npy.error.json"]
+    assert "a bug, not the batch's fault" in caplog.text  # the traceback is in the log
+    monkeypatch.undo()
+    assert run(batch, settings, model).status == "unchanged"  # final for this etag

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import io
 import struct
-import tarfile
 import zipfile
 
 import numpy as np
@@ -15,25 +14,21 @@ import pytest
 from shared.batch_formats import BatchReader, Limits, safe_text
 from shared.errors import BatchTooLarge, InvalidBatch
 from tests.conftest import STROKES, draw_character
+from tests.payloads import (
+    JPEG_L,
+    PNG_7,
+    NonSeekable,
+    idx_bytes,
+    ink,
+    npy_bytes,
+    npz_bytes,
+    tar_bytes,
+    zip_bytes,
+)
 
 LIMITS = Limits(max_items=1000, max_bytes=64 * 1024 * 1024, max_ratio=100,
                 max_image_pixels=4_000_000, max_image_bytes=1024 * 1024,
                 max_decoded_bytes=16 * 1024 * 1024, max_item_decoded_bytes=32 * 1024 * 1024)
-PNG_7 = draw_character(STROKES["7"])
-JPEG_L = draw_character(STROKES["L"], fmt="JPEG")
-
-
-class NonSeekable(io.RawIOBase):
-    """A stream like a blob download: readable once, front to back."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        return self._data.readinto(buffer)
 
 
 def read(data: bytes, *, limits: Limits = LIMITS, seekable: bool = True, chunk_items: int = 64,
@@ -50,52 +45,6 @@ def read(data: bytes, *, limits: Limits = LIMITS, seekable: bool = True, chunk_i
         tiles.append(chunk.tiles.copy())
     stacked = np.concatenate(tiles) if tiles else np.zeros((0, 28, 28), np.uint8)
     return reader, ids, stacked, errors
-
-
-def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        for name, data in members.items():
-            if name.endswith("/"):
-                archive.mkdir(name.rstrip("/"))
-            else:
-                archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def tar_bytes(members: dict[str, bytes], compress: bool = False) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz" if compress else "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + (
-        array.astype(np.uint8).tobytes()
-    )
-
-
-def ink(count: int, seed: int = 0) -> np.ndarray:
-    """uint8 tiles, none blank."""
-    tiles = np.random.default_rng(seed).integers(0, 256, (count, 28, 28), dtype=np.uint8)
-    tiles[:, 14, 14] = 255
-    return tiles
 
 
 # --- formats ---------------------------------------------------------------------------------
@@ -370,3 +319,19 @@ def test_names_are_untrusted_text():
     assert len(safe_text("x" * 5000)) == 512
     _, ids, _, _ = read(zip_bytes({"../../etc/\tpasswd.png": PNG_7}))
     assert ids == ["../../etc/\ufffdpasswd.png"]  # a name, never a path on disk
+
+
+@pytest.mark.parametrize("lie", [False, True])
+def test_too_many_zip_entries_are_refused_before_zipfile_parses_the_directory(monkeypatch, lie):
+    from tests.payloads import zip_declaring, zip_of_many_entries
+
+    data = zip_of_many_entries(LIMITS.max_items + 1)
+    if lie:  # the end record says 1: the directory is walked and counted instead
+        data = zip_declaring(1, data)
+
+    def parse(*_args, **_kwargs):
+        raise AssertionError("zipfile parsed a directory that is over the limit")
+
+    monkeypatch.setattr(zipfile, "ZipFile", parse)
+    with pytest.raises(BatchTooLarge, match="entries"):
+        read(data)
