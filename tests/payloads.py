@@ -184,8 +184,10 @@ def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
 
 
 def seven(mode: str = "RGB", size: int = 280) -> Image.Image:
-    """The test's '7', drawn in ``mode`` (dark ink on light paper)."""
+    """The test's '7', drawn in ``mode`` (dark ink on light paper; 16-bit grey spans 0-65535)."""
     image = Image.open(io.BytesIO(draw_character(STROKES["7"], size=size)))
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
     return image.convert(mode)
 
 
