@@ -99,7 +99,8 @@ _INFER_BODY = {
 _ERRORS = {status: {"model": ErrorResponse} for status in (400, 408, 413, 415, 422, 503)}
 _V2_ERRORS = {status: {"model": V2Error} for status in (400, 404, 408, 413, 503)}
 
-TOP_K_HELP = f"Labels per image, best first (default {DEFAULT_TOP_K}; wins over the body's)."
+TOP_K_HELP = (f"Labels per image, best first, at most the model's label count (62 for EMNIST "
+              f"byclass; default {DEFAULT_TOP_K}; wins over the body's).")
 PROCESSED_HELP = "Add each image's 28x28 model input as a PNG data: URL."
 
 T = TypeVar("T")
@@ -305,7 +306,7 @@ def _api_router(
     )
     async def classify(
         request: Request,
-        top_k: Annotated[int | None, Query(description=TOP_K_HELP)] = None,
+        top_k: Annotated[int | None, Query(ge=1, description=TOP_K_HELP)] = None,
         include_processed: Annotated[bool | None, Query(description=PROCESSED_HELP)] = None,
     ) -> JSONResponse:
         """Classify one or more images of a handwritten character in one batched pass.
