@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from azurefunctions.extensions.base import Datum
 
+from shared import batch as process_batch_module
 from shared import model_loader
 from shared.azurite import start_local_batch_stack
 from shared.config import REPO_ROOT, Settings
@@ -190,3 +191,48 @@ def test_the_local_stack_processes_uploads(tmp_path, tiny_model_files, monkeypat
         model_loader.reset_cache()
     assert stack.azurite.process.poll() is not None
     assert not stack.azurite.location.exists()
+
+
+def test_the_poller_remembers_what_it_handled(service, settings, model, name):
+    """Listed etags come without quotes, a blob's properties with them: compared in one form,
+    a second poll reads nothing about a blob it has handled."""
+    service.get_blob_client(settings.batch_container, name).upload_blob(npy(2))
+    poller = BatchPoller(service, settings, model=model)
+    assert any(o.source.name == name and o.status == "processed" for o in poller.poll_once())
+    assert [o for o in poller.poll_once() if o.source and o.source.name == name] == []
+
+
+def test_a_corrupt_batch_never_blocks_the_ones_after_it(service, settings, model, monkeypatch):
+    """A batch whose reading fails unexpectedly gets a final internal_error; the poller goes
+    on to the next blob in the same poll, and does not retry the failed one."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    first, second = f"{prefix}/a-bad.npy", f"{prefix}/b-good.npy"
+    service.get_blob_client(settings.batch_container, first).upload_blob(npy(3))
+    service.get_blob_client(settings.batch_container, second).upload_blob(npy(4))
+    original = process_batch_module.BatchReader.chunks
+
+    def chunks(self):
+        if self.name == first:
+            raise LookupError("a reader bug")
+        return original(self)
+
+    monkeypatch.setattr(process_batch_module.BatchReader, "chunks", chunks)
+    poller = BatchPoller(service, settings, model=model)
+    outcomes = {o.source.name: o for o in poller.poll_once() if o.source.name.startswith(prefix)}
+    assert outcomes[first].status == "failed"
+    assert read_json(service, settings, f"{first}.error.json")["code"] == "internal_error"
+    assert read_json(service, settings, f"{second}.summary.json")["items"] == 4
+    assert [o for o in poller.poll_once() if o.source.name.startswith(prefix)] == []
+
+
+def test_a_single_image_blob_is_read_whole(service, settings, model, name):
+    """A blob download is no seekable file: the image (well over the 512 bytes sniffed to tell
+    its format) must still be read to its end."""
+    image = draw_character(STROKES["7"], size=400)
+    assert len(image) > 512
+    source = service.get_blob_client(settings.batch_container, name + ".png")
+    source.upload_blob(image)
+    assert process_blob(source, settings, service=service, model=model).status == "processed"
+    text = result(service, settings, f"{name}.png.csv").download_blob().readall().decode()
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert row["label"] and not row["error_code"], row
