@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EMNIST_DIR ?= $(abspath ../shared/emnist)
 export EMNIST_DIR
 
-.PHONY: setup run browser test lint bench evaluate train package clean loadtest loadtest-smoke \
+.PHONY: setup run browser test lint bench bench-hostile evaluate train package clean loadtest loadtest-smoke \
 	loadtest-capacity
 
 # Python tools in .venv; Checkov in its own venv (it pins packaging<24, which pytest 9 cannot
@@ -41,6 +41,12 @@ test: setup lint browser
 # docs/bench.png. `python -m model.benchmark` and `python -m model.fidelity` still run alone.
 bench: setup
 	$(PY) -m loadtests.report
+	$(PY) -m loadtests.hostile_bench
+
+# The costliest inputs within the limits, each in a fresh process: CPU time and peak memory
+# next to the budget README states (artifacts/bench/hostile.json); part of `make bench`.
+bench-hostile: setup
+	$(PY) -m loadtests.hostile_bench
 
 # The local stack under Locust, bounded: the SLO profile (16 users, 60 s; p95/p99/failure
 # gates), reports in artifacts/loadtest/. loadtest-smoke: a few seconds of every request kind.

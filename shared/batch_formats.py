@@ -605,9 +605,13 @@ def _read_full(stream: BinaryIO, view: memoryview) -> int:
 
 def _read_up_to(stream: BinaryIO, n: int) -> bytes:
     """``n`` bytes, or fewer only if the stream ends first: one ``read`` of a raw stream (a blob
-    download, a decompressor) may return less than it was asked for."""
-    buffer = bytearray(n)
-    return bytes(buffer[: _read_full(stream, memoryview(buffer))])
+    download, a decompressor) may return less than it was asked for. Read in pieces, so that a
+    large ``n`` (the per-image cap) costs nothing until bytes come."""
+    pieces, left = [], n
+    while left > 0 and (piece := stream.read(min(left, READ_PIECE))):
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
 
 
 def _peek(stream: BinaryIO, n: int) -> tuple[bytes, BinaryIO]:
