@@ -7,8 +7,6 @@ Every image is drawn here at run time, so the tests need no data set.
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from shared.preprocess import (
     open_image,
     preprocess,
 )
+from tests.payloads import png_claiming
 
 MAX_PIXELS = 4_000_000
 
@@ -275,16 +274,6 @@ def test_normalize_character_refuses_an_empty_ink_map() -> None:
 
 
 # --- bad uploads -----------------------------------------------------------------------------
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header claims another size (CRC fixed up): what a decompression bomb
-    looks like to a size check."""
-    data = bytearray(encode(Image.new("L", (1, 1))))
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
 
 
 @pytest.mark.parametrize(
