@@ -100,7 +100,7 @@ def process_blob(
 def quoted_etag(etag: str) -> str:
     """An etag in its one form here, quoted as HTTP writes it: the SDK gives listed blobs' etags
     without the quotes and a blob's properties with them, so compared raw they never match."""
-    return f'"{etag.strip(chr(34))}"'
+    return '"' + etag.strip('"') + '"'
 
 
 class BlobSource:
