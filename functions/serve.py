@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=settings.port, help="default: %(default)s")
     parser.add_argument("--workers", type=int, default=settings.workers,
                         help="processes, each with its own model (default: %(default)s)")
-    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
-                        help="log every request (default: on)")
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction,
+                        default=settings.access_log,
+                        help="log every request (default: EMNIST_EDGE_ACCESS_LOG, off)")
     parser.add_argument("--batch", action=argparse.BooleanOptionalAction, default=False,
                         help="also start Azurite and the poller that processes each blob "
                         "uploaded to the batches container, as the blob trigger does in Azure "
