@@ -79,7 +79,7 @@ def batch_command(args: argparse.Namespace) -> int:
             service = blob_service(settings, args.connection_string)
             container, name = _blob_location(args.batch, service.url)
             outcome = process_blob(service.get_blob_client(container, name), settings,
-                                   service=service)
+                                   service=service, top_k=args.top_k)
         except (StorageNotConfigured, AzureError) as exc:
             reason = str(exc).splitlines()[0]
             print(f"error: {args.batch} is no local file, and as a blob: {reason}",

@@ -89,12 +89,14 @@ def process_blob(
     *,
     service: BlobServiceClient | None = None,
     model: LoadedModel | None = None,
+    top_k: int | None = None,
 ) -> Outcome:
     """Process one blob of the batches container into the results container (the trigger's,
-    the CLI's and the poller's one call)."""
+    the CLI's and the poller's one call); ``top_k`` as ``process_batch`` takes it."""
     service = service or blob_service(settings)
     sink = BlobResultSink(service.get_container_client(settings.results_container))
-    return process_batch(BlobSource(blob), sink, settings, model or get_model(settings))
+    return process_batch(BlobSource(blob), sink, settings, model or get_model(settings),
+                         top_k=top_k)
 
 
 def quoted_etag(etag: str) -> str:

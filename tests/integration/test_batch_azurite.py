@@ -167,10 +167,11 @@ def test_the_batch_command_on_a_blob(azurite, service, settings, tiny_model_file
                            (url, "unchanged")):
         done = subprocess.run(
             [sys.executable, "-m", "shared", "batch", target, "--connection-string",
-             azurite.connection_string],
+             azurite.connection_string, "--top-k", "5"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["status"] == status
+    assert read_json(service, settings, f"{name}.summary.json")["top_k"] == 5
 
 
 def test_the_local_stack_processes_uploads(tmp_path, tiny_model_files, monkeypatch):
