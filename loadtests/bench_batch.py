@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from shared.batch import process_batch
 from shared.batch_formats import BatchReader, Limits
 from shared.config import REPO_ROOT, Settings
 from shared.emnist import upright
+from shared.idx import uint8_header
 from shared.model_loader import LoadedModel, get_model
 from shared.storage import LocalFileSource, LocalResultSink, blob_service, process_blob
 
@@ -219,7 +219,7 @@ def _write_idx(path: Path, count: int, prototypes: list[Image.Image],
     """An IDX file of shifted prototypes, written a chunk at a time (a million is 784 MB)."""
     base = _tiles_from(prototypes)
     with open(path, "wb") as out:
-        out.write(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", count, 28, 28))
+        out.write(uint8_header((count, 28, 28)))
         for start in range(0, count, 65536):
             n = min(65536, count - start)
             chunk = base[rng.integers(0, len(base), n)]

@@ -1,4 +1,5 @@
-"""Reader for IDX files (the MNIST/EMNIST container format), plain or gzip-compressed.
+"""IDX files (the MNIST/EMNIST container format), plain or gzip-compressed: reader, and the
+header writer that tests and benchmarks build their files with.
 
 The header is validated against the payload so that a file that lies about its size fails
 with a clear error instead of a short or garbled array.
@@ -63,6 +64,11 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"but the file holds {'more' if len(payload) > expected else len(payload)} bytes"
         )
     return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def uint8_header(shape: tuple[int, ...]) -> bytes:
+    """The header of an unsigned-byte IDX array of ``shape`` (what EMNIST's image files use)."""
+    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
 
 
 def header_size(shape: tuple[int, ...]) -> int:

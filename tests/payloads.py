@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from loadtests.corpus import STROKES, draw_character
+from shared.idx import uint8_header
 
 PNG_7 = draw_character(STROKES["7"])
 JPEG_L = draw_character(STROKES["L"], fmt="JPEG")
@@ -88,9 +89,7 @@ def npz_bytes(**arrays: np.ndarray) -> bytes:
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + (
-        array.astype(np.uint8).tobytes()
-    )
+    return uint8_header(array.shape) + array.astype(np.uint8).tobytes()
 
 
 def ink(count: int, seed: int = 0) -> np.ndarray:

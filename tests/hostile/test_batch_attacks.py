@@ -21,6 +21,7 @@ import pytest
 
 from shared.batch import SourceInfo, process_batch
 from shared.config import Settings
+from shared.idx import uint8_header
 from shared.model_loader import load_model
 from shared.storage import LocalResultSink
 from tests.payloads import (
@@ -183,8 +184,7 @@ ROWS: list[tuple[str, Callable[[], bytes], Refused | Items]] = [
     ("idx-count-lies-low", lambda: idx_bytes(ink(4)) + bytes(784), Refused("invalid_batch")),
     ("idx-wrong-dims", lambda: idx_bytes(np.zeros((3, 27, 29), np.uint8)),
      Refused("invalid_batch")),
-    ("idx-huge-count", lambda: b"\x00\x00\x08\x03" + (10**9).to_bytes(4, "big")
-     + (28).to_bytes(4, "big") * 2, Refused("batch_too_large")),
+    ("idx-huge-count", lambda: uint8_header((10**9, 28, 28)), Refused("batch_too_large")),
     ("idx-empty", lambda: idx_bytes(np.zeros((0, 28, 28), np.uint8)), Refused("invalid_batch")),
     ("idx-single-item", lambda: idx_bytes(ink(1)), Items(1)),
     ("idx-gz-single-item", lambda: gzip.compress(idx_bytes(ink(1))), Items(1)),

@@ -20,6 +20,7 @@ import pytest
 
 from shared.batch import csv_header, process_batch
 from shared.config import REPO_ROOT, Settings
+from shared.idx import uint8_header
 from shared.model_loader import load_model
 from shared.storage import LocalFileSource, LocalResultSink
 from tests.conftest import STROKES, draw_character
@@ -115,7 +116,7 @@ def test_top_k_sets_the_columns(tmp_path, settings, model):
 @pytest.mark.parametrize(
     ("content", "code"),
     [(b"neither an archive nor an array", "invalid_batch"),
-     (gzip.compress(b"\x00\x00\x08\x03" + b"\x00\x00\x00\x09" + b"\x00\x00\x00\x1c" * 2),
+     (gzip.compress(uint8_header((9, 28, 28))),
       "invalid_batch")],
     ids=["unreadable", "truncated-idx"],
 )

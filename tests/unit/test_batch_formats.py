@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import struct
 import zipfile
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from shared.batch_formats import BatchReader, Limits, safe_text
 from shared.errors import BatchTooLarge, InvalidBatch
+from shared.idx import uint8_header
 from tests.conftest import STROKES, draw_character
 from tests.payloads import (
     JPEG_L,
@@ -255,7 +255,7 @@ def test_npz_bomb_is_refused_while_decompressing():
 
 
 def test_gzip_bomb_is_refused_while_decompressing():
-    header = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 30_000, 28, 28)
+    header = uint8_header((30_000, 28, 28))
     bomb = gzip.compress(header + b"\x00" * (30_000 * 784))
     with pytest.raises(BatchTooLarge, match="compression bomb"):
         read(bomb, limits=BOMB_LIMITS, seekable=False)
