@@ -31,8 +31,10 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 from swagger_ui_bundle import swagger_ui_path
 
@@ -41,6 +43,7 @@ from functions.classify import Outcome, Upload, classify_uploads, elapsed_ms
 from functions.http_errors import UnexpectedErrors, add_error_handlers, typed_error_response
 from functions.http_methods import HeadAsGet
 from functions.request_body import BodyKind, body_kind, parse_classify_body, read_body
+from functions.request_telemetry import RequestTelemetry
 from functions.schemas import (
     ClassifyJson,
     ClassifyResponse,
@@ -58,6 +61,7 @@ from shared.dynamic_batcher import DynamicBatcher
 from shared.errors import EmnistEdgeError, InvalidRequest, ModelLoadError, ModelNotReady
 from shared.model_loader import LoadedModel, get_model, is_loaded
 from shared.preprocess import DecodeBudget
+from shared.telemetry import Telemetry
 
 API = "/api"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -113,6 +117,16 @@ def _first(*values: T | None) -> T:
     return next(value for value in values if value is not None)
 
 
+def _install_local_telemetry(settings: Settings) -> Any:
+    """The local server's SDK (Prometheus, OTLP when configured), the loaded model's identity
+    as resource attributes; imported only here, since Azure's package has no SDK of its own."""
+    from functions.local_telemetry import install
+
+    model = get_model(settings).manifest if is_loaded() else None
+    return install({"name": model.name, "version": model.version, "sha256": model.sha256}
+                   if model else {})
+
+
 def _load_model(settings: Settings) -> str | None:
     """Load and warm the model; the error message if that failed (the process serves on)."""
     started = time.perf_counter_ns()
@@ -143,6 +157,7 @@ class ClassifyCall:
     include_processed: bool | None
     started_ns: int
     read_ms: float
+    span: Span  # the request's server span: its stages become children of it
 
 
 @dataclass(frozen=True)
@@ -154,12 +169,13 @@ class _Unpacked:
 
 
 def classify_calls(
-    calls: Sequence[ClassifyCall], settings: Settings
+    calls: Sequence[ClassifyCall], settings: Settings, telemetry: Telemetry
 ) -> list[JSONResponse | BaseException]:
     """The dynamic batcher's batch function: each call's answer, or the typed error that
     rejects it as a whole (bad body, bad top_k). Calls asking for the same options share one
     ``classify_uploads``, so one forward pass, then each gets its own share of the results."""
     model = get_model(settings)
+    telemetry.dynamic_batch(len(calls))
     answers: dict[int, JSONResponse | BaseException] = {}
     groups: dict[tuple[int, bool], list[_Unpacked]] = defaultdict(list)
     for slot, call in enumerate(calls):
@@ -181,33 +197,37 @@ def classify_calls(
         outcome = classify_uploads(uploads, budgets, top_k, include, model, settings)
         for member, share in zip(members, outcome.split([len(m.uploads) for m in members]),
                                  strict=True):
-            answers[member.slot] = _respond(member, share, model)
+            answers[member.slot] = _respond(member, share, model, telemetry)
     return [answers[slot] for slot in range(len(calls))]
 
 
-def _respond(unpacked: _Unpacked, outcome: Outcome, model: LoadedModel) -> JSONResponse:
+def _respond(unpacked: _Unpacked, outcome: Outcome, model: LoadedModel,
+             telemetry: Telemetry) -> JSONResponse:
     manifest = model.manifest
+    stages = {"decode": unpacked.decode_ms, "preprocess": outcome.preprocess_ms,
+              "inference": outcome.inference_ms}
     document = {
         "model": {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256},
         "results": outcome.results,
-        "timings_ms": {
-            "decode": unpacked.decode_ms,
-            "preprocess": outcome.preprocess_ms,
-            "inference": outcome.inference_ms,
-            "total": elapsed_ms(unpacked.call.started_ns),
-        },
+        "timings_ms": {**stages, "total": elapsed_ms(unpacked.call.started_ns)},
     }
+    telemetry.stages(stages)
+    telemetry.stage_spans(unpacked.call.span, stages)
+    predicted = [result for result in outcome.results if "label" in result]
+    telemetry.predictions([r["label"] for r in predicted], [r["probability"] for r in predicted])
     if outcome.failure is not None:
         return typed_error_response(unpacked.call.path, outcome.failure, **document)
     return JSONResponse(document)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for ``settings`` (read from the environment when not given)."""
+def create_app(settings: Settings | None = None, telemetry: Telemetry | None = None) -> FastAPI:
+    """The app for ``settings`` (read from the environment when not given), recording through
+    ``telemetry`` (by default the global OpenTelemetry providers)."""
     settings = settings or Settings.from_env()
+    telemetry = telemetry or Telemetry()
     cpu = anyio.CapacityLimiter(max(1, settings.classify_concurrency))
     batcher: DynamicBatcher[ClassifyCall, JSONResponse] = DynamicBatcher(
-        partial(classify_calls, settings=settings),
+        partial(classify_calls, settings=settings, telemetry=telemetry),
         max_size=settings.dynamic_batch_max_size if settings.dynamic_batching else 1,
         max_wait_s=settings.dynamic_batch_max_wait_ms / 1000 if settings.dynamic_batching else 0,
         concurrency=cpu.total_tokens,
@@ -217,6 +237,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.model_error = await anyio.to_thread.run_sync(_load_model, settings)
+        if settings.metrics:
+            app.state.metrics = _install_local_telemetry(settings)
         yield
         await batcher.close()
 
@@ -232,6 +254,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.model_error = None
     app.add_middleware(UnexpectedErrors)
+    app.add_middleware(RequestTelemetry, telemetry=telemetry)
     app.add_middleware(HeadAsGet)
     add_error_handlers(app)
     app.include_router(_api_router(settings, cpu, batcher, lambda: app.state.model_error))
@@ -248,6 +271,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             swagger_favicon_url=DOCS_ASSETS + "/favicon-32x32.png",
         )
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+    if settings.metrics:
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics() -> Response:
+            from functions.local_telemetry import metrics_response
+
+            return metrics_response(app.state.metrics)
 
     @app.get("/", include_in_schema=False)
     @app.get(API, include_in_schema=False)
@@ -323,7 +353,7 @@ def _api_router(
         body = await read_body(request, limit, settings.body_timeout_s)
         return await batcher.submit(ClassifyCall(
             request.url.path, kind, body, content_type, top_k, include_processed, started,
-            elapsed_ms(started),
+            elapsed_ms(started), trace.get_current_span(),
         ))
 
     @router.get("/v2/health/live", tags=["v2"])

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from shared.config import Settings
+from shared.config import PREFIX, Settings
 
 if TYPE_CHECKING:
     from shared.azurite import LocalBatchStack
@@ -34,6 +34,8 @@ def base_url(host: str, port: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The local server serves /metrics unless told not to: its workers read this at start.
+    os.environ.setdefault(PREFIX + "METRICS", "1")
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m functions.serve", description=__doc__)
     parser.add_argument("--host", default=settings.host, help="default: %(default)s")
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     url = base_url(args.host, args.port)
     log.info("loading the model, then serving the page at %s/ and the API docs at %s/api/docs",
              url, url)
+    if settings.metrics:
+        log.info("metrics in Prometheus text format at %s/metrics (EMNIST_EDGE_METRICS=0 turns "
+                 "them off)", url)
     config = uvicorn.Config(APP, host=args.host, port=args.port, workers=args.workers,
                             access_log=args.access_log, log_level="info")
     stack = start_batch_side(settings, args.batch_port) if args.batch else None

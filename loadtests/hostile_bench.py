@@ -111,12 +111,15 @@ def _zip_of(members: dict[str, bytes]) -> bytes:
 
 def _request(body: bytes, content_type: str) -> Callable[[Settings], str]:
     def run(settings: Settings) -> str:
+        from opentelemetry.trace import INVALID_SPAN
+
         from functions.http_api import ClassifyCall, classify_calls
         from functions.request_body import body_kind
+        from shared.telemetry import Telemetry
 
         call = ClassifyCall("/api/classify", body_kind(content_type), body, content_type, None,
-                            None, time.perf_counter_ns(), 0.0)
-        (answer,) = classify_calls([call], settings)
+                            None, time.perf_counter_ns(), 0.0, INVALID_SPAN)
+        (answer,) = classify_calls([call], settings, Telemetry())
         if isinstance(answer, BaseException):
             return f"refused: {getattr(answer, 'code', type(answer).__name__)}"
         document = json.loads(answer.body)

@@ -49,6 +49,7 @@ from shared.classifier import check_top_k, top_k_arrays
 from shared.config import Settings
 from shared.errors import EmnistEdgeError, InvalidBatch
 from shared.model_loader import LoadedModel
+from shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def process_batch(
     model: LoadedModel,
     *,
     top_k: int | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Outcome:
     """Classify every item of one batch version into results, once per etag.
 
@@ -153,6 +155,16 @@ def process_batch(
                      existing)
             return Outcome("unchanged", info, document)
 
+    telemetry = telemetry or Telemetry()
+    with telemetry.batch_span(info.name, info.size) as span:
+        outcome = _process(source, sink, names, info, settings, model, top_k, telemetry)
+        span.set_attribute("emnist_edge.batch.outcome", outcome.status)
+        return outcome
+
+
+def _process(source: BatchSource, sink: ResultSink, names: ResultNames, info: SourceInfo,
+             settings: Settings, model: LoadedModel, top_k: int,
+             telemetry: Telemetry) -> Outcome:
     started = datetime.now(UTC)
     clock = time.perf_counter()
     log.info("batch %s (etag %s, %d bytes): processing", info.name, info.etag, info.size)
@@ -162,7 +174,7 @@ def process_batch(
                 stream = stack.enter_context(source.open(info))
                 upload = sink.open_csv(names.csv)
             counts = _classify_to_csv(_GuardedStream(stream), info, _GuardedUpload(upload),
-                                      settings, model, top_k)
+                                      settings, model, top_k, telemetry)
     except StorageFailed as failure:
         original = failure.__cause__  # transient: raised as it came, for the trigger to retry
         raise original from original.__cause__
@@ -175,6 +187,8 @@ def process_batch(
             "an unexpected error occurred while processing the batch; it has been logged"))
 
     duration = time.perf_counter() - clock
+    telemetry.batch_items(counts["succeeded"], counts["errors"], counts["skipped"])
+    telemetry.batch_done(duration, counts["format"])
     summary = {
         "batch": info.name,
         "results": names.csv,
@@ -279,6 +293,7 @@ def _classify_to_csv(
     settings: Settings,
     model: LoadedModel,
     top_k: int,
+    telemetry: Telemetry,
 ) -> dict[str, Any]:
     """Read, classify and write every chunk; commit the CSV only once all of it is written."""
     reader = BatchReader(stream, name=info.name, size=info.size,
@@ -288,8 +303,10 @@ def _classify_to_csv(
     progress = _Progress(info.name, settings.batch_progress_s)
     try:
         with closing(_read_ahead(reader.chunks(), READ_AHEAD_CHUNKS)) as chunks:
-            for chunk, (values, indices) in _classified(chunks, model, top_k, settings):
+            for chunk, (values, indices), started_ns in _classified(chunks, model, top_k,
+                                                                    settings):
                 writer.write(chunk, values, indices)
+                telemetry.chunk((time.perf_counter_ns() - started_ns) / 1e6)
                 progress.update(writer.items)
         if writer.items == 0:
             raise InvalidBatch(
@@ -313,12 +330,14 @@ def _classify_to_csv(
 
 def _classified(
     chunks: Iterator[Chunk], model: LoadedModel, top_k: int, settings: Settings
-) -> Iterator[tuple[Chunk, tuple[np.ndarray, np.ndarray]]]:
-    """Each chunk with the top-k probabilities and class indices of its good items."""
+) -> Iterator[tuple[Chunk, tuple[np.ndarray, np.ndarray], int]]:
+    """Each chunk with the top-k probabilities and class indices of its good items, and when
+    its classification started (``perf_counter_ns``)."""
     for chunk in chunks:
+        started_ns = time.perf_counter_ns()
         good = chunk.good()
         tiles = chunk.tiles if good is None else chunk.tiles[good]
-        yield chunk, top_k_arrays(tiles, top_k, model, settings.batch_size)
+        yield chunk, top_k_arrays(tiles, top_k, model, settings.batch_size), started_ns
 
 
 def _read_ahead(chunks: Iterator[Chunk], depth: int) -> Iterator[Chunk]:

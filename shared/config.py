@@ -120,6 +120,11 @@ class Settings:
     # (16 closed-loop clients, one worker, the log going to a file, 3 alternating rounds on a
     # busy machine: 231 req/s with it, 237 without; a terminal costs more).
     access_log: bool
+    # OpenTelemetry's SDK in this process with Prometheus text at /metrics (and OTLP where
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set): the local server's own telemetry. Off by default
+    # (in Azure the host and the Azure Monitor distro own telemetry); python -m functions.serve
+    # turns it on unless this says 0.
+    metrics: bool
     # Batches: the container the blob trigger watches and the one results go to.
     batch_container: str
     results_container: str
@@ -169,6 +174,7 @@ class Settings:
             port=_int("PORT", 7071),
             workers=_int("WORKERS", os.cpu_count() or 1),
             access_log=_bool("ACCESS_LOG", False),
+            metrics=_bool("METRICS", False),
             batch_container=_str("BATCH_CONTAINER", "batches"),
             results_container=_str("RESULTS_CONTAINER", "results"),
             batch_max_items=_int("BATCH_MAX_ITEMS", 2_000_000),

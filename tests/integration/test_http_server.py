@@ -229,3 +229,25 @@ def test_several_workers_answer_keep_alive_requests_without_nagle_delays(
             assert session.get("/api/health").status_code == 200
             latencies.append(time.perf_counter() - started)
     assert sorted(latencies)[len(latencies) // 2] < 0.02
+
+
+def test_metrics_are_prometheus_text(client):
+    """The local server's /metrics parses with Prometheus's own parser and carries the serving
+    instruments, the model's identity among the resource attributes (target_info)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.post("/api/classify", content=IMAGES["7"], headers=PNG)
+    client.post("/api/classify", content=b"not an image", headers=PNG)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    for name in ("emnist_edge_http_requests", "emnist_edge_http_errors",
+                 "emnist_edge_stage_duration_milliseconds", "emnist_edge_predictions",
+                 "emnist_edge_prediction_confidence", "emnist_edge_dynamic_batch_size"):
+        assert name in families, sorted(families)
+    (info,) = families["target_info"].samples
+    assert info.labels["service_name"] == "emnist-edge"
+    assert len(info.labels["emnist_edge_model_sha256"]) == 64
+    codes = {s.labels.get("error_type") for s in families["emnist_edge_http_errors"].samples}
+    assert "invalid_image" in codes

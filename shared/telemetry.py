@@ -1,0 +1,134 @@
+"""What the service measures about itself, through the OpenTelemetry API only.
+
+The core records; it never exports. Which SDK, exporter and resource stand behind the API is
+chosen at a composition root: the local server sets up Prometheus (``functions.metrics``), Azure
+the Azure Monitor distro, tests an in-memory reader. With no SDK at all the API is a no-op and
+recording costs next to nothing.
+
+Instruments (names follow OpenTelemetry's conventions: dotted, units in ``unit``):
+
+- ``emnist_edge.http.requests`` / ``.http.duration``: requests by route, method and status;
+- ``emnist_edge.http.errors``: error answers by route and error code;
+- ``emnist_edge.stage.duration``: decode, preprocess and inference times of a request;
+- ``emnist_edge.dynamic_batch.size``: requests classified in one forward pass;
+- ``emnist_edge.predictions`` and ``.prediction.confidence``: the predicted labels and the top
+  probability, the drift signals (the mix of what users send, and how sure the model is);
+- ``emnist_edge.batch.items``, ``.batch.duration``, ``.batch.chunk.duration``: batch items by
+  outcome, whole batches and their chunks.
+
+Traces: a span per HTTP request (with the stages as children) and a span per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind
+
+SCOPE = "emnist_edge"
+# Buckets for latencies of milliseconds to seconds (the default buckets start at 5 ms, too
+# coarse for a request that takes 3).
+MS_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 500, 1000, 2500, 10000)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+
+
+class Telemetry:
+    """The instruments of one process, from the providers it is given (the global ones by
+    default, which are no-ops until an SDK is installed)."""
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None = None,
+                 tracer_provider: trace.TracerProvider | None = None) -> None:
+        meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
+        self.tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
+        self._requests = meter.create_counter(
+            "emnist_edge.http.requests", unit="{request}", description="HTTP requests answered")
+        self._duration = meter.create_histogram(
+            "emnist_edge.http.duration", unit="ms", description="HTTP request duration",
+            explicit_bucket_boundaries_advisory=MS_BUCKETS)
+        self._errors = meter.create_counter(
+            "emnist_edge.http.errors", unit="{request}",
+            description="HTTP error answers by error code")
+        self._stages = meter.create_histogram(
+            "emnist_edge.stage.duration", unit="ms",
+            description="Time per stage of a classify request: decode, preprocess, inference",
+            explicit_bucket_boundaries_advisory=MS_BUCKETS)
+        self._batch_size = meter.create_histogram(
+            "emnist_edge.dynamic_batch.size", unit="{request}",
+            description="Classify requests served by one forward pass",
+            explicit_bucket_boundaries_advisory=BATCH_SIZE_BUCKETS)
+        self._predictions = meter.create_counter(
+            "emnist_edge.predictions", unit="{image}", description="Predicted labels")
+        self._confidence = meter.create_histogram(
+            "emnist_edge.prediction.confidence", unit="1",
+            description="Probability of the predicted label",
+            explicit_bucket_boundaries_advisory=CONFIDENCE_BUCKETS)
+        self._items = meter.create_counter(
+            "emnist_edge.batch.items", unit="{item}", description="Batch items by outcome")
+        self._batch_duration = meter.create_histogram(
+            "emnist_edge.batch.duration", unit="s", description="Whole batches, end to end")
+        self._chunk_duration = meter.create_histogram(
+            "emnist_edge.batch.chunk.duration", unit="ms",
+            description="Classifying and writing one chunk of a batch",
+            explicit_bucket_boundaries_advisory=MS_BUCKETS)
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    def request(self, route: str, method: str, status: int, duration_ms: float) -> None:
+        attributes = {"http.route": route, "http.request.method": method,
+                      "http.response.status_code": status}
+        self._requests.add(1, attributes)
+        self._duration.record(duration_ms, attributes)
+
+    def error(self, route: str, code: str) -> None:
+        self._errors.add(1, {"http.route": route, "error.type": code})
+
+    def stages(self, timings_ms: Mapping[str, float]) -> None:
+        """A classify request's stage times (``decode``, ``preprocess``, ``inference``)."""
+        for stage, duration in timings_ms.items():
+            self._stages.record(duration, {"stage": stage})
+
+    def stage_spans(self, parent: Span, timings_ms: Mapping[str, float]) -> None:
+        """The stages as children of a request's span, back to back and ending now: their
+        durations are measured, their placement is not (a request may have waited for the
+        model in between)."""
+        context = trace.set_span_in_context(parent)
+        end = time.time_ns()
+        for stage, duration in reversed(list(timings_ms.items())):
+            start = end - int(duration * 1e6)
+            self.tracer.start_span(stage, context=context, start_time=start).end(end_time=end)
+            end = start
+
+    def dynamic_batch(self, requests: int) -> None:
+        self._batch_size.record(requests)
+
+    def predictions(self, labels: Iterable[str], confidences: Iterable[float]) -> None:
+        for label in labels:
+            self._predictions.add(1, {"label": label})
+        for confidence in confidences:
+            self._confidence.record(confidence)
+
+    # --- batches -----------------------------------------------------------------------------
+
+    @contextmanager
+    def batch_span(self, name: str, size: int) -> Iterator[Span]:
+        with self.tracer.start_as_current_span(
+                "batch", kind=SpanKind.CONSUMER,
+                attributes={"emnist_edge.batch.name": name,
+                            "emnist_edge.batch.size_bytes": size}) as span:
+            yield span
+
+    def batch_items(self, succeeded: int, errors: Mapping[str, int], skipped: int) -> None:
+        self._items.add(succeeded, {"outcome": "succeeded"})
+        for code, count in errors.items():
+            self._items.add(count, {"outcome": "failed", "error.type": code})
+        self._items.add(skipped, {"outcome": "skipped"})
+
+    def batch_done(self, duration_s: float, fmt: str) -> None:
+        self._batch_duration.record(duration_s, {"emnist_edge.batch.format": fmt})
+
+    def chunk(self, duration_ms: float) -> None:
+        self._chunk_duration.record(duration_ms)

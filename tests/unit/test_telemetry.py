@@ -1,0 +1,99 @@
+"""Telemetry through in-memory OpenTelemetry SDK readers: after a good request, a bad request
+and a batch, the instruments and spans the dashboards rely on exist with their attributes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from functions.http_api import create_app
+from shared import model_loader
+from shared.batch import process_batch
+from shared.config import Settings
+from shared.model_loader import load_model
+from shared.storage import LocalFileSource, LocalResultSink
+from shared.telemetry import Telemetry
+from tests.payloads import PNG_7, ink, npy_bytes
+
+
+@pytest.fixture
+def recorded():
+    """A Telemetry on in-memory providers: (telemetry, metric reader, span exporter)."""
+    reader = InMemoryMetricReader()
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    telemetry = Telemetry(MeterProvider(metric_readers=[reader]), tracer_provider)
+    return telemetry, reader, spans
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list]:
+    """Every data point by instrument name."""
+    found: dict[str, list] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
+def test_requests_record_metrics_and_spans(recorded, tiny_model_files):
+    telemetry, reader, spans = recorded
+    settings = dataclasses.replace(Settings.from_env(), model_path=tiny_model_files[0],
+                                   manifest_path=tiny_model_files[1], torch_threads=1)
+    model_loader.reset_cache()
+    with TestClient(create_app(settings, telemetry)) as client:
+        assert client.post("/api/classify", content=PNG_7,
+                           headers={"Content-Type": "image/png"}).status_code == 200
+        assert client.post("/api/classify", content=b"not an image",
+                           headers={"Content-Type": "image/png"}).status_code == 400
+    model_loader.reset_cache()
+
+    found = points(reader)
+    requests = {(p.attributes["http.route"], p.attributes["http.response.status_code"]): p.value
+                for p in found["emnist_edge.http.requests"]}
+    assert requests[("/api/classify", 200)] == 1 and requests[("/api/classify", 400)] == 1
+    assert {p.attributes["error.type"] for p in found["emnist_edge.http.errors"]} == {
+        "invalid_image"}
+    assert {p.attributes["stage"] for p in found["emnist_edge.stage.duration"]} == {
+        "decode", "preprocess", "inference"}
+    assert sum(p.value for p in found["emnist_edge.predictions"]) == 1
+    assert sum(p.count for p in found["emnist_edge.prediction.confidence"]) == 1
+    assert sum(p.count for p in found["emnist_edge.dynamic_batch.size"]) == 2
+    assert sum(p.count for p in found["emnist_edge.http.duration"]) == 2
+
+    finished = spans.get_finished_spans()
+    servers = [s for s in finished if s.name == "POST /api/classify"]
+    assert len(servers) == 2
+    good = next(s for s in servers if s.attributes["http.response.status_code"] == 200)
+    children = [s for s in finished if s.parent and s.parent.span_id == good.context.span_id]
+    assert sorted(s.name for s in children) == ["decode", "inference", "preprocess"]
+    bad = next(s for s in servers if s.attributes["http.response.status_code"] == 400)
+    assert bad.attributes["error.type"] == "invalid_image"
+
+
+def test_a_batch_records_items_by_outcome_and_a_span(recorded, tiny_model_files, tmp_path):
+    telemetry, reader, spans = recorded
+    tiles = np.concatenate([ink(3), np.zeros((1, 28, 28), np.uint8)])  # one blank: it fails
+    path = tmp_path / "four.npy"
+    path.write_bytes(npy_bytes(tiles))
+    outcome = process_batch(LocalFileSource(path), LocalResultSink(tmp_path), Settings.from_env(),
+                            load_model(*tiny_model_files), telemetry=telemetry)
+    assert outcome.status == "processed"
+    found = points(reader)
+    items = {(p.attributes["outcome"], p.attributes.get("error.type")): p.value
+             for p in found["emnist_edge.batch.items"]}
+    assert items[("succeeded", None)] == 3 and items[("failed", "blank_image")] == 1
+    assert sum(p.count for p in found["emnist_edge.batch.chunk.duration"]) >= 1
+    (batch,) = [s for s in spans.get_finished_spans() if s.name == "batch"]
+    assert batch.attributes["emnist_edge.batch.name"] == "four.npy"
+    assert batch.attributes["emnist_edge.batch.outcome"] == "processed"
