@@ -36,6 +36,13 @@ from shared.preprocess import DecodeBudget
 PATH = "/api/classify"
 CONCURRENCY = (1, 16, 64)
 MODES = {"off": {"DYNAMIC_BATCHING": "0"}, "on": {"DYNAMIC_BATCHING": "1"}}
+# What else a run can set side by side (``--compare``): the servers' settings per mode.
+COMPARISONS = {
+    "batching": ("dynamic batching", MODES),
+    # Off: no OpenTelemetry SDK (the API records into no-ops); on: the local server's default,
+    # the SDK with its Prometheus reader.
+    "telemetry": ("telemetry", {"off": {"METRICS": "0"}, "on": {"METRICS": "1"}}),
+}
 
 
 @dataclass(frozen=True)
@@ -157,11 +164,12 @@ class ServerRun:
     rss_mib: Callable[[], dict[str, float]]
 
 
-def running_modes(stack: ExitStack, log_dir: Path, workers: int | None = None) -> ServerRun:
+def running_modes(stack: ExitStack, log_dir: Path, workers: int | None = None,
+                  modes: dict[str, dict[str, str]] = MODES) -> ServerRun:
     servers = {mode: stack.enter_context(server.running(
-        stack.enter_context((log_dir / f"server-batching-{mode}.log").open("wb")),
+        stack.enter_context((log_dir / f"server-{mode}.log").open("wb")),
         settings, workers=workers))
-        for mode, settings in MODES.items()}
+        for mode, settings in modes.items()}
     return ServerRun({mode: s.port for mode, s in servers.items()},
                      lambda: {mode: s.rss_mib() for mode, s in servers.items()})
 
@@ -184,12 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=Settings.from_env().workers,
                         help="server processes (default: %(default)s, one per core)")
     parser.add_argument("--logs", type=Path, default=Path("artifacts/bench"))
+    parser.add_argument("--compare", choices=COMPARISONS, default="batching",
+                        help="what the two servers differ in (default: %(default)s)")
     args = parser.parse_args(argv)
+    title, modes = COMPARISONS[args.compare]
     samples = corpus()
     local = Load.of(1, in_process(samples, args.requests), 0.0)
     args.logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        servers = running_modes(stack, args.logs, args.workers)
+        servers = running_modes(stack, args.logs, args.workers, modes)
         results = compare(servers.ports, samples, tuple(args.clients), args.requests,
                           args.rounds)
         rss = servers.rss_mib()
@@ -197,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
           f"closed-loop clients, {args.rounds} rounds, {args.workers} worker(s), "
           f"{os.cpu_count()} CPUs")
     print(f"  in-process classify p50 / p99 (ms): {local.p50_ms:.2f} / {local.p99_ms:.2f}")
-    print(f"  {'dynamic batching':30} {'off':>9} {'on':>9} {'on/off':>8}")
+    print(f"  {title:30} {'off':>9} {'on':>9} {'on/off':>8}")
     for label, off, on in rows(results):
-        print(f"  {label:30} {off:>9.1f} {on:>9.1f} {on / off:>7.2f}x")
+        print(f"  {label:30} {off:>9.2f} {on:>9.2f} {on / off:>7.2f}x")
     print(f"  server RSS after load (MiB): off {rss['off']:.0f}, on {rss['on']:.0f}")
     return 0
 
