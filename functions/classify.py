@@ -33,7 +33,7 @@ class Upload:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ClassifyOutcome:
     results: list[dict[str, Any]]
     # Each image's error, None where it succeeded.
     errors: list[EmnistEdgeError | None]
@@ -45,7 +45,7 @@ class Outcome:
         """The first image's error when no image succeeded (it decides the response status)."""
         return self.errors[0] if self.errors and None not in self.errors else None
 
-    def split(self, sizes: Sequence[int]) -> list[Outcome]:
+    def split(self, sizes: Sequence[int]) -> list[ClassifyOutcome]:
         """Consecutive shares of ``sizes`` images each, indexed from 0 again: the answers of
         several requests that were classified together (see ``shared.dynamic_batcher``)."""
         shares = []
@@ -53,7 +53,7 @@ class Outcome:
         for size in sizes:
             results = [{**result, "index": index} for index, result
                        in enumerate(self.results[start : start + size])]
-            shares.append(Outcome(results, self.errors[start : start + size],
+            shares.append(ClassifyOutcome(results, self.errors[start : start + size],
                                   self.preprocess_ms, self.inference_ms))
             start += size
         return shares
@@ -77,7 +77,7 @@ def classify_uploads(
     include_processed: bool,
     model: LoadedModel,
     settings: Settings,
-) -> Outcome:
+) -> ClassifyOutcome:
     """Preprocess every upload (each paid from its request's budget: ``budgets``, one per
     upload), classify the good ones in one batch, keep request order."""
     started = time.perf_counter_ns()
@@ -102,4 +102,4 @@ def classify_uploads(
                 result["processed"] = png_data_url(tile)
         results.append(result)
     errors = [p if isinstance(p, EmnistEdgeError) else None for p in predictions]
-    return Outcome(results, errors, preprocess_ms, inference_ms)
+    return ClassifyOutcome(results, errors, preprocess_ms, inference_ms)

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from swagger_ui_bundle import swagger_ui_path
 
 from functions import v2_protocol
-from functions.classify import Outcome, Upload, classify_uploads, elapsed_ms
+from functions.classify import ClassifyOutcome, Upload, classify_uploads, elapsed_ms
 from functions.http_errors import UnexpectedErrors, add_error_handlers, typed_error_response
 from functions.http_methods import HeadAsGet
 from functions.request_body import BodyKind, body_kind, parse_classify_body, read_body
@@ -201,7 +201,7 @@ def classify_calls(
     return [answers[slot] for slot in range(len(calls))]
 
 
-def _respond(unpacked: _Unpacked, outcome: Outcome, model: LoadedModel,
+def _respond(unpacked: _Unpacked, outcome: ClassifyOutcome, model: LoadedModel,
              telemetry: Telemetry) -> JSONResponse:
     manifest = model.manifest
     stages = {"decode": unpacked.decode_ms, "preprocess": outcome.preprocess_ms,

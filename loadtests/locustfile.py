@@ -14,7 +14,7 @@ with the function key from ``EMNIST_EDGE_FUNCTION_KEY`` sent as ``x-functions-ke
 
 Every user waits an exponentially distributed think time between requests (``--think-ms``,
 mean 100 ms by default): independent users then approach Poisson arrivals, which is what a
-latency gate at a fixed offered load needs (see the issue's gates). Every answer is checked
+latency gate at a fixed offered load needs (``loadtests.gates``). Every answer is checked
 down to the label (``loadtests.checks``): a wrong label is a failure.
 """
 

@@ -102,8 +102,8 @@ class Settings:
     # at p99 <= 100 ms 751 -> 879 and 742 -> 822 req/s in two runs (make loadtest-capacity),
     # with one worker 402 -> 607; a lone request never waits. The price: a request finishes
     # with the last of its batch, so p50 at moderate load can be a millisecond higher (600/s
-    # offered: 6 ms off, 7 on). Earlier, with one worker: a 1 ms wait cost a lone client a
-    # third of its throughput; max 4 gained less.
+    # offered: 6 ms off, 7 on). A wait for more requests (max_wait_ms > 0) costs a lone client
+    # the wait itself on every request, so none is the default.
     dynamic_batching: bool
     dynamic_batch_max_size: int
     dynamic_batch_max_wait_ms: float

@@ -1,5 +1,5 @@
 """Batch formats: each input recognised by content and read in chunks, and each bad input
-refused whole or failing alone as the issue asks. All inputs are built here, in memory."""
+refused whole or failing alone. All inputs are built here, in memory."""
 
 from __future__ import annotations
 
