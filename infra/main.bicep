@@ -23,7 +23,10 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-@description('Memory of each instance. Flex Consumption gives 2048 MB one vCPU and 4096 MB two.')
+// 512 MB (a quarter of a vCPU) is offered by Flex Consumption but cannot serve this app: torch
+// and the model alone take about 290 MB of the worker, before the Functions host (infra/README.md,
+// "Cold start and instance size", has the measurement). It stays allowed for experiments.
+@description('Memory of each instance. Flex Consumption gives 512 MB a quarter vCPU, 2048 MB one and 4096 MB two (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes).')
 @allowed([
   512
   2048
@@ -31,10 +34,25 @@ param location string = resourceGroup().location
 ])
 param instanceMemoryMB int = 2048
 
-@description('Most instances the app scales out to.')
-@minValue(1)
+// "The lowest maximum scale is currently 40. The highest currently supported value is 1000"
+// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations).
+@description('Most instances the app scales out to: 40 to 1000 on Flex Consumption.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+// Always ready instances keep the HTTP group warm, so no visitor waits for a cold start (about
+// 10 to 20 s here: instance, package mount, host, torch import, model load). They are billed
+// around the clock for their memory (the "baseline", GB-seconds) plus execution time, without
+// the on-demand free grant (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#billing):
+// one 2048 MB instance is 2 GB x 2.6 M s = about 5.3 M GB-s a month. 0 keeps scale to zero.
+@description('Always ready instances for the HTTP functions (0: scale to zero; each one is billed all the time).')
+@minValue(0)
+@maxValue(20)
+param alwaysReadyInstances int = 0
+
+@description('Serve the drawing page\'s anonymous demo route (POST /api/demo/classify: one image of bounded size). Off: the page asks for a function key and uses the keyed /api/classify.')
+param publicDemo bool = true
 
 @description('HTTP requests one instance takes at once. The functions are async and the app bounds the CPU work itself (EMNIST_EDGE_CLASSIFY_CONCURRENCY), so health checks keep answering while a classification runs.')
 @minValue(1)
@@ -60,6 +78,8 @@ var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(r
 // Grid subscription, and given to the app as EMNIST_EDGE_BATCH_CONTAINER / _RESULTS_CONTAINER.
 var batchesContainerName = 'batches'
 var resultsContainerName = 'results'
+// Events Event Grid could not deliver to the blob trigger (eventgrid-subscription.bicep).
+var deadLetterContainerName = 'deadletter'
 
 module identity 'app/identity.bicep' = {
   name: 'identity'
@@ -80,6 +100,7 @@ module storage 'app/storage.bicep' = {
       deploymentContainerName
       batchesContainerName
       resultsContainerName
+      deadLetterContainerName
     ]
   }
 }
@@ -103,6 +124,8 @@ module rbac 'app/rbac.bicep' = {
     dataPrincipalId: dataPrincipalId
     batchesContainerName: batchesContainerName
     resultsContainerName: resultsContainerName
+    systemTopicPrincipalId: eventGrid.outputs.principalId
+    deadLetterContainerName: deadLetterContainerName
   }
 }
 
@@ -123,6 +146,8 @@ module functionApp 'app/function-app.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    alwaysReadyInstances: alwaysReadyInstances
+    publicDemo: publicDemo
   }
   // The host reaches its storage and Application Insights with the identity from its first start.
   dependsOn: [
@@ -147,6 +172,8 @@ module blobTriggerSubscription 'app/eventgrid-subscription.bicep' = if (wireBlob
     functionAppName: functionApp.outputs.name
     functionName: blobTriggerFunctionName
     containerName: batchesContainerName
+    storageAccountName: storage.outputs.name
+    deadLetterContainerName: deadLetterContainerName
   }
 }
 
@@ -160,6 +187,8 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output BATCHES_CONTAINER string = batchesContainerName
 output RESULTS_CONTAINER string = resultsContainerName
+output DEADLETTER_CONTAINER string = deadLetterContainerName
+output PUBLIC_DEMO bool = publicDemo
 output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
 output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

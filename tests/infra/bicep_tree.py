@@ -162,6 +162,16 @@ class BicepFile:
             out[children[0].text.decode()] = default
         return out
 
+    def decorators(self, param: str) -> set[str]:
+        """The decorators of parameter ``param`` as written, without '@' (``minValue(40)``)."""
+        top = named(self.tree.root_node)
+        for before, node in zip(top, top[1:], strict=False):
+            if node.type == "parameter_declaration" and named(node)[0].text.decode() == param:
+                if before.type != "decorators":
+                    return set()
+                return {d.text.decode().removeprefix("@") for d in named(before)}
+        raise KeyError(param)
+
     @cached_property
     def variables(self) -> dict[str, Node]:
         return {named(node)[0].text.decode(): named(node)[1]
