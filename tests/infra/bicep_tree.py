@@ -9,6 +9,7 @@ stays an ``Expr`` holding its source text.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -165,7 +166,7 @@ class BicepFile:
     def decorators(self, param: str) -> set[str]:
         """The decorators of parameter ``param`` as written, without '@' (``minValue(40)``)."""
         top = named(self.tree.root_node)
-        for before, node in zip(top, top[1:], strict=False):
+        for before, node in itertools.pairwise(top):
             if node.type == "parameter_declaration" and named(node)[0].text.decode() == param:
                 if before.type != "decorators":
                     return set()
