@@ -55,10 +55,11 @@ TARGET_PYTHON = "3.11"
 ZIP_NAME = "emnist-edge.zip"
 # What the app never loads, left out of the dependencies (paths relative to site-packages, '**'
 # for any depth): C/C++ headers and static libraries (for building extensions), torch's C++ test
-# programs and its bin/ (test programs, protoc; torch_shm_manager only serves torch.multiprocessing,
-# which the app does not use), and the packages' own test suites. tests/infra/test_package.py
-# imports, indexes and classifies from a package built this way.
-PRUNED = ("torch/include/", "torch/test/", "torch/bin/", "**/*.a", "**/tests/")
+# programs (torch/test/, and those in torch/bin/ with protoc; `import torch` looks for
+# torch/bin/torch_shm_manager, which stays), and the packages' own test suites.
+# tests/infra/test_package.py imports, indexes and classifies from a package built this way.
+PRUNED = ("torch/include/", "torch/test/", "torch/bin/test_*", "torch/bin/*Test",
+          "torch/bin/protoc*", "**/*.a", "**/tests/")
 # azd zips the staged folder itself and applies the .funcignore it finds there, or, without one,
 # its defaults, which drop every __pycache__ (azd: "Configure service packaging file exclusions",
 # https://learn.microsoft.com/azure/developer/azure-developer-cli/service-packaging-ignore-files).

@@ -233,6 +233,18 @@ def test_torch_is_pinned_to_its_cpu_build_for_the_package():
         "torch==2.1.0+cpu; sys_platform == 'linux'"]
 
 
+def test_pruning_leaves_out_build_and_test_files_only():
+    rules = packager.FuncIgnore(packager.PRUNED)
+    for gone in ("torch/include/ATen/ATen.h", "torch/test/Dict_test", "torch/bin/test_jit",
+                 "torch/bin/TCPStoreTest", "torch/bin/protoc", "numpy/_core/lib/libnpymath.a",
+                 "numpy/_core/tests/test_api.py", "sympy/core/tests/test_basic.py"):
+        assert rules.ignored(gone), gone
+    # `import torch` fails without torch_shm_manager (torch/__init__.py looks for it).
+    for kept in ("torch/bin/torch_shm_manager", "torch/lib/libtorch_cpu.so", "numpy/testing/x.py",
+                 "torch/testing/_comparison.py", "PIL/Image.py"):
+        assert not rules.ignored(kept), kept
+
+
 def test_pip_installs_linux_cpython_311_wheels_with_torch_from_the_cpu_index(tmp_path):
     command = packager.pip_command(tmp_path / "r.txt", tmp_path / "site-packages")
     joined = " ".join(command)
