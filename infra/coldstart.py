@@ -146,12 +146,12 @@ class Variant:
     keep_mtimes: bool
 
 
-SHIPPED = Variant("package (unchecked-hash .pyc)", py_compile.PycInvalidationMode.UNCHECKED_HASH,
+SHIPPED = Variant("package (unchecked-hash)", py_compile.PycInvalidationMode.UNCHECKED_HASH,
                   keep_mtimes=False)
 TIMESTAMP_VARIANTS = (
-    Variant("timestamp .pyc, zip at 1980 (the old package)",
+    Variant("timestamp .pyc, 1980 zip",
             py_compile.PycInvalidationMode.TIMESTAMP, keep_mtimes=False),
-    Variant("timestamp .pyc, zip with real mtimes",
+    Variant("timestamp .pyc, real mtimes",
             py_compile.PycInvalidationMode.TIMESTAMP, keep_mtimes=True),
 )
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(results)
     width = max(len(label) for label, _ in rows)
     print(f"\ncold start, median of {args.runs} starts each, same run")
-    print(" " * width + "".join(f" | {name[:28]:>28}" for name in names))
+    print(" " * width + "".join(f" | {name:>28}" for name in names))
     for label, key in rows:
         print(f"{label:<{width}}" + "".join(f" | {results[n][key]:>28.2f}" for n in names))
     ratio = package["first_classification_s"] / dev["first_classification_s"]

@@ -23,12 +23,13 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-// 512 MB (a quarter of a vCPU) is offered by Flex Consumption but cannot serve this app: torch
-// and the model alone take about 290 MB of the worker, before the Functions host (infra/README.md,
-// "Cold start and instance size", has the measurement). It stays allowed for experiments.
-@description('Memory of each instance. Flex Consumption gives 512 MB a quarter vCPU, 2048 MB one and 4096 MB two (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes).')
+// Flex Consumption also offers 512 MB (a quarter of a vCPU), left out here: the Python worker
+// alone peaks at 296 MB after indexing and the first classification (infra/coldstart.py), and
+// the instance's memory is shared with the Functions host; one image at the pixel limit (40 MP,
+// 120 MB as RGB) would leave the host under 100 MB. infra/README.md, "Cold start and instance
+// size".
+@description('Memory of each instance: 2048 MB (one vCPU) or 4096 MB (two) of the Flex Consumption sizes (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes).')
 @allowed([
-  512
   2048
   4096
 ])
@@ -41,11 +42,12 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-// Always ready instances keep the HTTP group warm, so no visitor waits for a cold start (about
-// 10 to 20 s here: instance, package mount, host, torch import, model load). They are billed
-// around the clock for their memory (the "baseline", GB-seconds) plus execution time, without
-// the on-demand free grant (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#billing):
-// one 2048 MB instance is 2 GB x 2.6 M s = about 5.3 M GB-s a month. 0 keeps scale to zero.
+// Always ready instances keep the HTTP group warm, so no visitor waits for a cold start (the
+// instance, the package mount and the host, then the worker's own 2.1 s to index and answer,
+// measured by infra/coldstart.py). They are billed around the clock for their memory (the
+// "baseline", GB-seconds) plus execution time, without the on-demand free grant
+// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#billing): one
+// 2048 MB instance is 2 GB x 2.59 M s (30 days) = about 5.2 M GB-s a month. 0 keeps scale to zero.
 @description('Always ready instances for the HTTP functions (0: scale to zero; each one is billed all the time).')
 @minValue(0)
 @maxValue(20)

@@ -28,8 +28,8 @@ param httpPerInstanceConcurrency int
 param alwaysReadyInstances int
 param publicDemo bool
 
-// Torch intra-op threads: one per vCPU of the instance size (512 MB: a quarter, 2048 MB: one,
-// 4096 MB: two). os.cpu_count() reports the host's cores, not the instance's share.
+// Torch intra-op threads: one per vCPU of the instance size (2048 MB: one, 4096 MB: two).
+// os.cpu_count() reports the host's cores, not the instance's share.
 var torchThreads = instanceMemoryMB >= 4096 ? 2 : 1
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {

@@ -251,6 +251,10 @@ def test_scale_parameters_take_the_ranges_flex_consumption_documents():
     # "The lowest maximum scale is currently 40. The highest currently supported value is 1000."
     assert decorators["maximumInstanceCount"] >= {"minValue(40)", "maxValue(1000)"}
     assert MAIN.lookup("maximumInstanceCount") == 40
+    # 512 MB is offered, but the worker alone peaks near 300 MB (infra/README.md).
+    allowed = {" ".join(d.split()) for d in decorators["instanceMemoryMB"]
+               if d.startswith("allowed")}
+    assert allowed == {"allowed([ 2048 4096 ])"}
     assert MAIN.lookup("alwaysReadyInstances") == 0  # billed around the clock when above 0
     assert decorators["alwaysReadyInstances"] >= {"minValue(0)"}
     scale = only(module("functionApp").resources_of("Microsoft.Web/sites")).value()[
