@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 EMNIST_DIR ?= $(abspath ../shared/emnist)
 export EMNIST_DIR
 
-.PHONY: setup run browser test lint bench bench-hostile evaluate train package clean loadtest loadtest-smoke \
+.PHONY: setup run browser test lint bench bench-hostile coldstart evaluate train package clean \
+	loadtest loadtest-smoke \
 	loadtest-capacity
 
 # Python tools in .venv; Checkov in its own venv (it pins packaging<24, which pytest 9 cannot
@@ -38,15 +39,21 @@ test: setup lint browser
 
 # Every performance figure in one run (model only vs EdgeCNN, HTTP at 1/16/64 clients with
 # dynamic batching off and on, batches, cold start, memory): artifacts/bench/report.json and
-# docs/bench.png. `python -m model.benchmark` and `python -m model.fidelity` still run alone.
+# docs/bench.png; then the cold start from the real deployment package next to the dev venv
+# (artifacts/bench/coldstart.json; builds the package, a few minutes). `python -m
+# model.benchmark`, `python -m model.fidelity` and `make coldstart` still run alone.
 bench: setup
 	$(PY) -m loadtests.report
 	$(PY) -m loadtests.hostile_bench
+	$(PY) infra/coldstart.py
 
 # The costliest inputs within the limits, each in a fresh process: CPU time and peak memory
 # next to the budget README states (artifacts/bench/hostile.json); part of `make bench`.
 bench-hostile: setup
 	$(PY) -m loadtests.hostile_bench
+
+coldstart: setup
+	$(PY) infra/coldstart.py
 
 # The local stack under Locust, bounded: the SLO profile (16 users, 60 s; p95/p99/failure
 # gates), reports in artifacts/loadtest/. loadtest-smoke: a few seconds of every request kind.

@@ -45,7 +45,13 @@ def classify_batch(client: blob.BlobClient) -> None:
 
     Errors of the batch (unreadable, over a limit) are written as ``<name>.error.json`` and the
     invocation succeeds, so it is not retried; anything else (storage unavailable, the model
-    failing to load) propagates, so the host and Event Grid retry and finally dead-letter it.
+    failing to load) propagates. Event Grid is not involved by then: the blob extension
+    acknowledged the event when it queued it, so the blob trigger's own retries apply (five
+    attempts by default, ``extensions.blobs.maxDequeueCount`` in host.json), after which a
+    message names the blob in the ``webjobs-blobtrigger-poison`` queue ("Poison blobs",
+    https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-blob-trigger).
+    Event Grid's retries and its ``deadletter`` container (infra/app/eventgrid-subscription.bicep)
+    cover only deliveries the webhook did not accept.
     """
     outcome = process_blob(client, Settings.from_env())
     log.info("batch %s: %s", client.blob_name, outcome.status)

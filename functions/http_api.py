@@ -58,7 +58,14 @@ from functions.schemas import (
 from shared.classifier import DEFAULT_TOP_K, check_top_k
 from shared.config import Settings
 from shared.dynamic_batcher import DynamicBatcher
-from shared.errors import EmnistEdgeError, InvalidRequest, ModelLoadError, ModelNotReady
+from shared.errors import (
+    EmnistEdgeError,
+    InvalidParameter,
+    InvalidRequest,
+    ModelLoadError,
+    ModelNotReady,
+    UnsupportedMediaType,
+)
 from shared.model_loader import LoadedModel, get_model, is_loaded
 from shared.preprocess import DecodeBudget
 from shared.telemetry import Telemetry
@@ -245,7 +252,9 @@ def create_app(settings: Settings | None = None, telemetry: Telemetry | None = N
     app = FastAPI(
         title="emnist-edge",
         description="Handwritten character recognition (EMNIST byclass: 0-9, A-Z, a-z). "
-        "In Azure, POST routes need a function key (header x-functions-key or ?code=).",
+        "In Azure, POST /api/classify and POST /api/v2/models/{name}/infer need a function key "
+        "(header x-functions-key or ?code=); every GET route and POST /api/demo/classify (the "
+        "drawing page's demo, while it is on: see GET /api/demo) are anonymous.",
         version="1.0.0",
         openapi_url=API + "/openapi.json",
         docs_url=None,  # served below from bundled assets: FastAPI's default loads from a CDN
@@ -258,6 +267,7 @@ def create_app(settings: Settings | None = None, telemetry: Telemetry | None = N
     app.add_middleware(HeadAsGet)
     add_error_handlers(app)
     app.include_router(_api_router(settings, cpu, batcher, lambda: app.state.model_error))
+    app.include_router(_demo_router(settings, batcher))
     app.mount(API + "/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
@@ -398,6 +408,59 @@ def _api_router(
             return JSONResponse(v2_protocol.infer(infer_request, model, settings.max_images))
 
         return await anyio.to_thread.run_sync(work, limiter=cpu)
+
+    return router
+
+
+DEMO_TOP_K = 3
+_DEMO_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"image/*": _BINARY, "application/octet-stream": _BINARY},
+    }
+}
+
+
+def _demo_router(
+    settings: Settings, batcher: DynamicBatcher[ClassifyCall, JSONResponse]
+) -> APIRouter:
+    """The drawing page's public demo: anonymous in Azure, so it takes one image of at most
+    ``demo_max_bytes`` as the raw body and nothing else (top 3 and the model input, fixed),
+    and is served only while ``public_demo`` is on. ``GET /demo`` tells the page which route
+    to use, so the page never has to guess from an error."""
+    router = APIRouter(prefix=API, tags=["demo"])
+
+    @router.get("/demo")
+    async def demo_info() -> dict[str, Any]:
+        """Anonymous. Whether the demo route is on, and where the page classifies."""
+        if settings.public_demo:
+            return {"enabled": True, "classify_url": API + "/demo/classify",
+                    "needs_key": False, "max_bytes": settings.demo_max_bytes}
+        return {"enabled": False, "classify_url": API + "/classify", "needs_key": True}
+
+    if not settings.public_demo:
+        return router
+
+    @router.post("/demo/classify", response_model=None,
+                 responses={200: {"model": ClassifyResponse}, **_ERRORS},
+                 openapi_extra=_DEMO_BODY)
+    async def demo_classify(request: Request) -> JSONResponse:
+        """Anonymous (no function key). One image as the raw body (image/* or
+        application/octet-stream) within the demo's byte limit; the top 3 labels and the
+        28x28 model input, as POST /api/classify answers them. No parameters."""
+        started = time.perf_counter_ns()
+        if request.query_params:
+            raise InvalidParameter("the demo route takes no parameters: use /api/classify")
+        content_type = request.headers.get("content-type", "")
+        if body_kind(content_type) is not BodyKind.RAW:
+            raise UnsupportedMediaType(
+                "the demo route takes one image as the raw body (image/* or "
+                "application/octet-stream)")
+        body = await read_body(request, settings.demo_max_bytes)
+        return await batcher.submit(ClassifyCall(
+            request.url.path, BodyKind.RAW, body, content_type, DEMO_TOP_K, True, started,
+            elapsed_ms(started),
+        ))
 
     return router
 

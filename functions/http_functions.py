@@ -2,10 +2,14 @@
 
 One function per access level rather than ``func.AsgiFunctionApp`` (one catch-all function, one
 auth level for everything): classification costs CPU, so it needs a function key, while health
-probes, model info, the page and the docs must stay open. The host routes a request to the most
-specific matching route first, so ``classify`` and ``v2/models/{name}/infer`` catch their POSTs
-before the anonymous catch-all, and the catch-all only takes GET: no keyed route
-answers those methods, so the open door never leads to a keyed route.
+probes, model info, the page and the docs must stay open, and the page's demo route (one small
+image, nothing else) is open while ``EMNIST_EDGE_PUBLIC_DEMO`` is on.
+
+The host does not pick the most specific matching route: it tries the routes in the order it
+loaded the functions (by name, not by specificity: Azure/azure-functions-host#9876,
+Azure/azure-webjobs-sdk-extensions#842). So no two functions may both match a request. The
+anonymous catch-all takes GET only, every other function POST only, on routes of its own: the
+open door never leads to a keyed route, whatever the order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http_api import app as api
+from shared.config import Settings
 
 bp = func.Blueprint()
 
@@ -51,3 +56,12 @@ async def infer(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
 @bp.route(route="{*route}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def public(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return await bridge.forward(req, context)
+
+
+# Indexed only while the demo is on: with it off, Azure has no anonymous POST route at all.
+if Settings.from_env().public_demo:
+
+    @bp.function_name("demo")
+    @bp.route(route="demo/classify", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+    async def demo(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        return await bridge.forward(req, context)

@@ -23,18 +23,38 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-@description('Memory of each instance. Flex Consumption gives 2048 MB one vCPU and 4096 MB two.')
+// Flex Consumption also offers 512 MB (a quarter of a vCPU), left out here: the Python worker
+// alone peaks at 296 MB after indexing and the first classification (infra/coldstart.py), and
+// the instance's memory is shared with the Functions host; one image at the pixel limit (40 MP,
+// 120 MB as RGB) would leave the host under 100 MB. infra/README.md, "Cold start and instance
+// size".
+@description('Memory of each instance: 2048 MB (one vCPU) or 4096 MB (two) of the Flex Consumption sizes (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#instance-sizes).')
 @allowed([
-  512
   2048
   4096
 ])
 param instanceMemoryMB int = 2048
 
-@description('Most instances the app scales out to.')
-@minValue(1)
+// "The lowest maximum scale is currently 40. The highest currently supported value is 1000"
+// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations).
+@description('Most instances the app scales out to: 40 to 1000 on Flex Consumption.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+// Always ready instances keep the HTTP group warm, so no visitor waits for a cold start (the
+// instance, the package mount and the host, then the worker's own 2.1 s to index and answer,
+// measured by infra/coldstart.py). They are billed around the clock for their memory (the
+// "baseline", GB-seconds) plus execution time, without the on-demand free grant
+// (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#billing): one
+// 2048 MB instance is 2 GB x 2.59 M s (30 days) = about 5.2 M GB-s a month. 0 keeps scale to zero.
+@description('Always ready instances for the HTTP functions (0: scale to zero; each one is billed all the time).')
+@minValue(0)
+@maxValue(20)
+param alwaysReadyInstances int = 0
+
+@description('Serve the drawing page\'s anonymous demo route (POST /api/demo/classify: one image of bounded size). Off: the page asks for a function key and uses the keyed /api/classify.')
+param publicDemo bool = true
 
 @description('HTTP requests one instance takes at once. The functions are async and the app bounds the CPU work itself (EMNIST_EDGE_CLASSIFY_CONCURRENCY), so health checks keep answering while a classification runs.')
 @minValue(1)
@@ -60,6 +80,8 @@ var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(r
 // Grid subscription, and given to the app as EMNIST_EDGE_BATCH_CONTAINER / _RESULTS_CONTAINER.
 var batchesContainerName = 'batches'
 var resultsContainerName = 'results'
+// Events Event Grid could not deliver to the blob trigger (eventgrid-subscription.bicep).
+var deadLetterContainerName = 'deadletter'
 
 module identity 'app/identity.bicep' = {
   name: 'identity'
@@ -80,6 +102,7 @@ module storage 'app/storage.bicep' = {
       deploymentContainerName
       batchesContainerName
       resultsContainerName
+      deadLetterContainerName
     ]
   }
 }
@@ -103,6 +126,8 @@ module rbac 'app/rbac.bicep' = {
     dataPrincipalId: dataPrincipalId
     batchesContainerName: batchesContainerName
     resultsContainerName: resultsContainerName
+    systemTopicPrincipalId: eventGrid.outputs.principalId
+    deadLetterContainerName: deadLetterContainerName
   }
 }
 
@@ -123,6 +148,8 @@ module functionApp 'app/function-app.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    alwaysReadyInstances: alwaysReadyInstances
+    publicDemo: publicDemo
   }
   // The host reaches its storage and Application Insights with the identity from its first start.
   dependsOn: [
@@ -147,6 +174,8 @@ module blobTriggerSubscription 'app/eventgrid-subscription.bicep' = if (wireBlob
     functionAppName: functionApp.outputs.name
     functionName: blobTriggerFunctionName
     containerName: batchesContainerName
+    storageAccountName: storage.outputs.name
+    deadLetterContainerName: deadLetterContainerName
   }
 }
 
@@ -160,6 +189,8 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output BATCHES_CONTAINER string = batchesContainerName
 output RESULTS_CONTAINER string = resultsContainerName
+output DEADLETTER_CONTAINER string = deadLetterContainerName
+output PUBLIC_DEMO bool = publicDemo
 output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
 output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -12,17 +12,29 @@ this case; torch comes from PyTorch's CPU index, pinned to the version requireme
 
     python infra/package.py                 # dist/app/ and dist/emnist-edge.zip, deps included
     python infra/package.py --deps none     # app files only (the offline tests supply the deps)
+
+Bytecode: Flex Consumption runs the app from the package, read-only, so Python can never write a
+.pyc there, and a .pyc that is not valid costs a compile of its module at every cold start. pip's
+.pyc files are timestamp-checked against their source's mtime and size, which a zip cannot keep
+(it stores local time in 2-second steps; write_zip fixes every entry at 1980-01-01 on purpose,
+for reproducible archives). So everything is compiled again here with
+``--invalidation-mode unchecked-hash`` (PEP 552): such a .pyc is used as it is, whatever the
+timestamps, which is safe because nothing in a read-only package changes after the build.
+``python infra/coldstart.py`` measures the difference (infra/README.md has the figures).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import py_compile
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,6 +53,20 @@ TARGET_PLATFORMS = (
 )
 TARGET_PYTHON = "3.11"
 ZIP_NAME = "emnist-edge.zip"
+# What the app never loads, left out of the dependencies (paths relative to site-packages, '**'
+# for any depth): C/C++ headers and static libraries (for building extensions), torch's C++ test
+# programs (torch/test/, and those in torch/bin/ with protoc; `import torch` looks for
+# torch/bin/torch_shm_manager, which stays), and the packages' own test suites.
+# tests/infra/test_package.py imports, indexes and classifies from a package built this way.
+PRUNED = ("torch/include/", "torch/test/", "torch/bin/test_*", "torch/bin/*Test",
+          "torch/bin/protoc*", "**/*.a", "**/tests/")
+# azd zips the staged folder itself and applies the .funcignore it finds there, or, without one,
+# its defaults, which drop every __pycache__ (azd: "Configure service packaging file exclusions",
+# https://learn.microsoft.com/azure/developer/azure-developer-cli/service-packaging-ignore-files).
+# So the staged folder gets one that leaves out nothing but itself; write_zip reads it too.
+STAGED_FUNCIGNORE = """# Written by infra/package.py: the package is complete as staged.
+/.funcignore
+"""
 
 
 # --- .funcignore: gitignore syntax -------------------------------------------------------------
@@ -237,6 +263,51 @@ def install_dependencies(root: Path, staging: Path, torch_index: str | None) -> 
     cuda = sorted(path.name for path in target.glob("nvidia*"))
     if cuda:
         raise SystemExit(f"CUDA libraries found in the package: {cuda}")
+    prune(target)
+
+
+def prune(site_packages: Path) -> int:
+    """Remove what PRUNED names from ``site_packages``; the bytes removed."""
+    rules = FuncIgnore(PRUNED)
+    removed = 0
+    for folder, dirs, files in os.walk(site_packages, topdown=True):
+        here = Path(folder)
+        rel = here.relative_to(site_packages).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        for name in list(dirs):
+            if rules.ignored(prefix + name, True):
+                removed += sum(f.stat().st_size for f in (here / name).rglob("*") if f.is_file())
+                shutil.rmtree(here / name)
+                dirs.remove(name)
+        for name in files:
+            if rules.ignored(prefix + name, False):
+                removed += (here / name).stat().st_size
+                (here / name).unlink()
+    return removed
+
+
+def compile_bytecode(staging: Path) -> None:
+    """Compile every .py in ``staging`` for the target Python, as unchecked-hash .pyc files (see
+    the module docstring), replacing pip's timestamp-checked ones."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != TARGET_PYTHON:
+        raise SystemExit(f"compile the package with Python {TARGET_PYTHON} (the app's runtime): "
+                         f"this is {sys.version.split()[0]}, whose bytecode Azure would not use")
+    def compile_tree(folder: Path, quiet: int) -> bool:
+        return compileall.compile_dir(
+            folder, quiet=quiet, force=True, workers=0,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+
+    dependencies = staging / SITE_PACKAGES
+    for folder in sorted(staging.iterdir()):
+        if folder.is_dir() and folder.name != ".python_packages" and not compile_tree(folder, 2):
+            raise SystemExit(f"the app's code in {folder} does not compile")
+    py_compile.compile(str(staging / "function_app.py"), doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    # A few dependency files are not Python 3.11 (torch.testing's py312_intrinsics.py); pip
+    # cannot compile them either, they are never imported, and compileall names them (quiet=1).
+    if dependencies.is_dir():
+        compile_tree(dependencies, 1)
 
 
 # --- the package -------------------------------------------------------------------------------
@@ -259,20 +330,30 @@ def stage(root: Path, staging: Path, deps: str, skip: Iterable[Path] = (),
         shutil.copy2(root / rel, destination)
     if deps == "pip":
         install_dependencies(root, staging, torch_index)
+    compile_bytecode(staging)
+    (staging / ".funcignore").write_text(STAGED_FUNCIGNORE, encoding="utf-8")
     return files
 
 
-def write_zip(staging: Path, archive: Path) -> int:
-    """Zip ``staging``'s contents (not the folder itself: host.json at the root), in a stable
-    order with fixed timestamps so the same tree gives the same archive; its file count."""
+def write_zip(staging: Path, archive: Path, keep_mtimes: bool = False) -> int:
+    """Zip ``staging``'s contents (not the folder itself: host.json at the root) as its own
+    .funcignore allows, in a stable order with fixed timestamps so the same tree gives the same
+    archive (``keep_mtimes``: the files' own, as zip keeps them, for infra/coldstart.py's
+    comparison); its file count."""
     archive.parent.mkdir(parents=True, exist_ok=True)
+    ignore = FuncIgnore.read(staging / ".funcignore")
     count = 0
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
         for folder, dirs, files in os.walk(staging):
             dirs.sort()
             for name in sorted(files):
                 path = Path(folder) / name
-                info = zipfile.ZipInfo(path.relative_to(staging).as_posix(), (1980, 1, 1, 0, 0, 0))
+                rel = path.relative_to(staging).as_posix()
+                if ignore.ignored(rel):
+                    continue
+                stamp = (time.localtime(path.stat().st_mtime)[:6] if keep_mtimes
+                         else (1980, 1, 1, 0, 0, 0))
+                info = zipfile.ZipInfo(rel, stamp)
                 info.external_attr = (path.stat().st_mode & 0xFFFF) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with path.open("rb") as source, bundle.open(info, "w") as sink:

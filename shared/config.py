@@ -148,6 +148,12 @@ class Settings:
     storage_connection_string: str | None
     storage_blob_uri: str | None
     storage_client_id: str | None
+    # The anonymous demo route of the drawing page (POST /api/demo/classify): one image of at most
+    # demo_max_bytes, top 3, nothing to choose. In Azure every other POST needs a function key;
+    # this one lets the public page work without one. Off, the route is not served (and not
+    # indexed as a function), and the page asks its visitor for a key instead.
+    public_demo: bool
+    demo_max_bytes: int
     # The function key that clients of this repository (the load tests) send as
     # x-functions-key to a deployed app; the app never checks it, the Functions host does.
     function_key: str | None
@@ -188,5 +194,7 @@ class Settings:
             storage_connection_string=_host_setting("AzureWebJobsStorage"),
             storage_blob_uri=_host_setting("AzureWebJobsStorage__blobServiceUri"),
             storage_client_id=_host_setting("AzureWebJobsStorage__clientId"),
+            public_demo=_bool("PUBLIC_DEMO", True),
+            demo_max_bytes=_int("DEMO_MAX_BYTES", 1024 * 1024),
             function_key=_str("FUNCTION_KEY", "") or None,
         )

@@ -1,8 +1,13 @@
-// The drawing page: strokes or a dropped file -> POST /api/classify -> top-3, preview, timings.
+// The drawing page: strokes or a dropped file -> POST the image -> top-3, preview, timings.
 // No framework and nothing from a CDN, so the page works offline wherever the API runs.
+//
+// Where it posts comes from GET /api/demo: the anonymous demo route while the deployment has it
+// on (in Azure every other POST needs a function key), else the keyed /api/classify, with the
+// key the visitor types sent as x-functions-key.
 "use strict";
 
-const CLASSIFY_URL = "/api/classify?top_k=3&include_processed=true";
+const DEMO_URL = "/api/demo";
+const KEYED_OPTIONS = "?top_k=3&include_processed=true"; // what the demo route answers anyway
 const MODEL_URL = "/api/model";
 const PEN_WIDTH = 18; // on the 280 px canvas: about what a felt pen is to a letter-sized box
 const AUTO_DELAY_MS = 350; // wait this long after the pen lifts, in case a stroke follows
@@ -18,6 +23,7 @@ const state = {
   last: null,
   autoTimer: 0,
   sequence: 0, // answers to earlier requests than the latest are dropped
+  route: null, // GET /api/demo's answer: {classify_url, needs_key}
 };
 
 function resetCanvas() {
@@ -169,25 +175,55 @@ function canvasBlob() {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
+async function findRoute() {
+  try {
+    const response = await fetch(DEMO_URL);
+    if (response.ok) return await response.json();
+  } catch {
+    // An API without GET /api/demo: the keyed route, which needs no key outside Azure.
+  }
+  return { enabled: false, classify_url: "/api/classify", needs_key: false };
+}
+
+async function useRoute() {
+  state.route = await findRoute();
+  $("key-box").hidden = !state.route.needs_key;
+  $("route").textContent = `POST ${state.route.classify_url}`;
+}
+
+// One image as the raw body, for either route: the canvas as PNG, an upload as it is (typed
+// application/octet-stream, so that the server, not the browser's guess, says what it is).
+function request(image, isUpload) {
+  const headers = { "Content-Type": isUpload ? "application/octet-stream" : "image/png" };
+  if (state.route.needs_key) headers["x-functions-key"] = $("key").value.trim();
+  const url = state.route.classify_url + (state.route.enabled ? "" : KEYED_OPTIONS);
+  return fetch(url, { method: "POST", headers, body: image });
+}
+
 async function classify() {
   clearTimeout(state.autoTimer);
   if (!state.upload && !state.drawn) {
     showError("Draw a character first, or upload an image of one.");
     return;
   }
-  const sequence = ++state.sequence;
-  const form = new FormData();
-  if (state.upload) {
-    form.append("images", state.upload, state.upload.name);
-  } else {
-    form.append("images", await canvasBlob(), "drawing.png");
+  if (!state.route) await useRoute();
+  if (state.route.needs_key && !$("key").value.trim()) {
+    showError("This deployment has no public demo: enter a function key to classify.");
+    return;
   }
+  const sequence = ++state.sequence;
+  const image = state.upload || (await canvasBlob());
   $("classify").disabled = true;
   const started = performance.now();
   try {
-    const response = await fetch(CLASSIFY_URL, { method: "POST", body: form });
+    const response = await request(image, Boolean(state.upload));
     const answer = await response.json().catch(() => null);
     if (sequence !== state.sequence) return;
+    if (response.status === 401 || response.status === 403) {
+      clearResults();
+      showError("The function key was refused: check it and try again.");
+      return;
+    }
     const result = answer && answer.results ? answer.results[0] : null;
     const failure = (result && result.error) || (answer && answer.error);
     if (!response.ok || failure) {
@@ -266,6 +302,7 @@ function setUp() {
     useFile(event.dataTransfer.files[0]);
   });
   loadModelInfo();
+  useRoute();
 }
 
 setUp();

@@ -25,9 +25,11 @@ param applicationInsightsName string
 param instanceMemoryMB int
 param maximumInstanceCount int
 param httpPerInstanceConcurrency int
+param alwaysReadyInstances int
+param publicDemo bool
 
-// Torch intra-op threads: one per vCPU of the instance size (512 MB: a quarter, 2048 MB: one,
-// 4096 MB: two). os.cpu_count() reports the host's cores, not the instance's share.
+// Torch intra-op threads: one per vCPU of the instance size (2048 MB: one, 4096 MB: two).
+// os.cpu_count() reports the host's cores, not the instance's share.
 var torchThreads = instanceMemoryMB >= 4096 ? 2 : 1
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -55,7 +57,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: client certificates do not fit a public drawing page and API; POST routes need a function key.
-  // checkov:skip=CKV_AZURE_212: scale to zero is the point of Flex Consumption; always-ready instances would bill around the clock.
+  // checkov:skip=CKV_AZURE_212: scale to zero is the point of Flex Consumption; always-ready instances (alwaysReadyInstances, default 0) bill around the clock.
   // checkov:skip=CKV_AZURE_213: App Service health check (instance replacement) belongs to Premium and Dedicated plans; the deploy workflow probes /api/health/ready.
   // checkov:skip=CKV_AZURE_222: public by design (the drawing page and the API); Flex Consumption without a VNet.
   name: name
@@ -94,6 +96,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        // The HTTP functions scale as one group, named 'http' ("Flex Consumption plan hosting":
+        // per-function scaling, always ready instances). None by default: see main.bicep.
+        alwaysReady: alwaysReadyInstances > 0 ? [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstances
+          }
+        ] : []
         triggers: {
           http: {
             perInstanceConcurrency: httpPerInstanceConcurrency
@@ -131,6 +141,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       EMNIST_EDGE_MAX_IMAGE_PIXELS: '40000000'
       EMNIST_EDGE_MAX_BODY_BYTES: '10485760'
       EMNIST_EDGE_MAX_JSON_BYTES: '10485760'
+      // The anonymous demo route (functions/http_functions.py indexes it only when this is on).
+      EMNIST_EDGE_PUBLIC_DEMO: publicDemo ? 'true' : 'false'
     }
   }
 

@@ -12,6 +12,8 @@
 // The data principal (the deploy workflow's identity, or the developer running azd), on the
 // batches and results containers only:
 //   Storage Blob Data Contributor: upload a batch and read its results in the smoke test.
+// The Event Grid system topic's identity, on the deadletter container only:
+//   Storage Blob Data Contributor: write the events it gives up on (eventgrid-subscription.bicep).
 // Role definition IDs: Azure built-in roles reference; the same IDs as the Azure quickstart
 // template function-app-flex-managed-identities.
 param storageAccountName string
@@ -20,6 +22,8 @@ param identityPrincipalId string
 param dataPrincipalId string
 param batchesContainerName string
 param resultsContainerName string
+param systemTopicPrincipalId string
+param deadLetterContainerName string
 
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -43,6 +47,11 @@ resource batches 'Microsoft.Storage/storageAccounts/blobServices/containers@2023
 resource results 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: blobService
   name: resultsContainerName
+}
+
+resource deadLetter 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: deadLetterContainerName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -94,5 +103,15 @@ resource dataResults 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: dataPrincipalId
+  }
+}
+
+resource topicDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetter.id, systemTopicPrincipalId, storageBlobDataContributor)
+  scope: deadLetter
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: systemTopicPrincipalId
+    principalType: 'ServicePrincipal'
   }
 }

