@@ -456,10 +456,10 @@ def _demo_router(
             raise UnsupportedMediaType(
                 "the demo route takes one image as the raw body (image/* or "
                 "application/octet-stream)")
-        body = await read_body(request, settings.demo_max_bytes)
+        body = await read_body(request, settings.demo_max_bytes, settings.body_timeout_s)
         return await batcher.submit(ClassifyCall(
             request.url.path, BodyKind.RAW, body, content_type, DEMO_TOP_K, True, started,
-            elapsed_ms(started),
+            elapsed_ms(started), trace.get_current_span(),
         ))
 
     return router

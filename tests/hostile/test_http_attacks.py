@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 MAX_BODY = 1024 * 1024
 MAX_IMAGES = 4
 BODY_TIMEOUT_S = 1.5
+DEMO_MAX_BYTES = 64 * 1024
 MODEL = "emnist-edge"
 
 
@@ -221,6 +222,20 @@ ROWS: dict[str, Attack] = {
                                413),
     "v2-unknown-model": infer(tensor(ZEROS), 404, model="other"),
     "v2-good": infer(tensor([255] * 784), 200),
+    # the anonymous demo route: one raw image within its own byte limit, nothing else
+    "demo-good": replace(image(PNG_7, label="7"), path="/api/demo/classify"),
+    "demo-json": Attack("POST", "/api/demo/classify", 415, "unsupported_media_type",
+                        json={"images": [b64(PNG_7)]}),
+    "demo-multipart": replace(multipart(form(("images", "a.png", PNG_7)), 415,
+                                        "unsupported_media_type"), path="/api/demo/classify"),
+    "demo-query-parameters": replace(image(PNG_7, 400, "invalid_parameter"),
+                                     path="/api/demo/classify?top_k=62"),
+    "demo-not-an-image": replace(image(b"text", 400, "invalid_image"), path="/api/demo/classify"),
+    "demo-pixel-bomb": replace(image(png_claiming(30_000, 30_000), 413, "image_too_large"),
+                               path="/api/demo/classify"),
+    "demo-over-its-byte-limit": replace(image(b"\x89PNG" + bytes(DEMO_MAX_BYTES), 413,
+                                              "payload_too_large"), path="/api/demo/classify"),
+    "demo-get": Attack("GET", "/api/demo/classify", 405, "method_not_allowed"),
     # methods and paths
     "put-classify": Attack("PUT", "/api/classify", 405, "method_not_allowed"),
     "delete-health": Attack("DELETE", "/api/health", 405, "method_not_allowed"),
@@ -241,6 +256,7 @@ def server(tiny_model_files, tmp_path_factory):
     with running_server(files, tmp_path_factory.mktemp("hostile"), workers="1",
                         max_body_bytes=str(MAX_BODY), max_json_bytes=str(MAX_BODY),
                         max_images=str(MAX_IMAGES), body_timeout_s=str(BODY_TIMEOUT_S),
+                        demo_max_bytes=str(DEMO_MAX_BYTES),
                         torch_threads="1") as url:
         yield url, real
 
