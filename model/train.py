@@ -1,14 +1,18 @@
 """Training recipe: ``python -m model.train --data DIR`` writes model/emnist_edge.pt and friends.
 
 Stages, each seeded:
-1. teachers: wide VGG-style networks trained on train+extra (skipped with ``--teachers 0``);
-2. student: EdgeNet trained on train+extra, distilled from the teachers' averaged soft labels;
-   the epoch whose weight average (EMA) scores best on ``test`` is kept;
+0. validation split: ``--val-fraction`` of train+extra, stratified by class (``model.splits``),
+   held out of training; every choice below is made on it, and ``test`` is not even loaded;
+1. teachers: wide VGG-style networks trained on the rest (skipped with ``--teachers 0``);
+2. student: EdgeNet trained on the rest, distilled from the teachers' averaged soft labels;
+   the epoch whose weight average (EMA) scores best on validation is kept;
 3. prior correction: ``extra`` holds only 32 classes, so train+extra over-represents them; the
    logits are shifted by tau * log(p_deployment / p_training), with p_deployment the class
-   frequencies of ``train`` (the natural EMNIST distribution) and tau chosen on ``test``. The
-   shift is folded into the last layer's bias, so the shipped model needs no extra step;
-4. export: TorchScript, manifest and model card (``model.export``).
+   frequencies of ``train`` (the natural EMNIST distribution) and tau chosen on validation,
+   weighted to those frequencies. The shift is folded into the last layer's bias, so the
+   shipped model needs no extra step;
+4. export: TorchScript, ONNX, manifest and model card (``model.export``), which measures
+   validation and, once, ``test``.
 
 Stages can also run alone (``--stage``), so that a machine with a GPU can train several
 networks side by side.
@@ -34,6 +38,8 @@ from torch import nn
 
 from model.architectures import NUM_CLASSES, build
 from model.augment import random_affine
+from model.evaluate import weighted_mean
+from model.splits import VALIDATION_FRACTION, VALIDATION_SEED, natural_weights, stratified_split
 from shared.emnist import data_dir, load_split, upright
 
 NORM_MEAN, NORM_STD = 0.5, 0.5
@@ -68,39 +74,47 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class Data:
-    """Upright uint8 images as ``[N,1,28,28]`` tensors on the training device."""
+    """Upright uint8 images as ``[N,1,28,28]`` tensors on the training device; ``val_w``
+    weights validation images to the natural class frequencies."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    val_w: torch.Tensor
     training_prior: torch.Tensor
     deployment_prior: torch.Tensor
 
 
-def load_data(directory: Path, device: torch.device, use_extra: bool) -> Data:
-    train_images, train_labels = load_split(directory, "train")
-    images, labels = [train_images], [train_labels]
-    if use_extra:
-        extra_images, extra_labels = load_split(directory, "extra")
-        images.append(extra_images)
-        labels.append(extra_labels)
-    test_images, test_labels = load_split(directory, "test")
+def pooled_training_images(directory: Path, splits: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The named splits concatenated in order: what the validation split is carved from."""
+    loaded = [load_split(directory, name) for name in splits]
+    return np.concatenate([x for x, _ in loaded]), np.concatenate([y for _, y in loaded])
+
+
+def load_data(directory: Path, device: torch.device, splits: list[str], val_fraction: float,
+              val_seed: int) -> Data:
+    images, labels = pooled_training_images(directory, splits)
+    split = stratified_split(labels, val_fraction, val_seed)
+    natural_labels = load_split(directory, "train")[1]
 
     def to_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(upright(array)).unsqueeze(1).to(device)
 
-    x = torch.cat([to_tensor(a) for a in images])
-    y = torch.from_numpy(np.concatenate(labels).astype(np.int64)).to(device)
-    counts = torch.bincount(y, minlength=NUM_CLASSES).double()
-    natural = torch.from_numpy(np.bincount(train_labels, minlength=NUM_CLASSES)).double()
+    def to_labels(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array.astype(np.int64)).to(device)
+
+    counts = np.bincount(labels[split.train], minlength=NUM_CLASSES)
+    natural = np.bincount(natural_labels, minlength=NUM_CLASSES)
+    weights = natural_weights(labels[split.validation], natural_labels)
     return Data(
-        train_x=x,
-        train_y=y,
-        test_x=to_tensor(test_images),
-        test_y=torch.from_numpy(test_labels.astype(np.int64)).to(device),
-        training_prior=(counts / counts.sum()).float().to(device),
-        deployment_prior=(natural / natural.sum()).float().to(device),
+        train_x=to_tensor(images[split.train]),
+        train_y=to_labels(labels[split.train]),
+        val_x=to_tensor(images[split.validation]),
+        val_y=to_labels(labels[split.validation]),
+        val_w=torch.from_numpy(weights).float().to(device),
+        training_prior=torch.from_numpy(counts / counts.sum()).float().to(device),
+        deployment_prior=torch.from_numpy(natural / natural.sum()).float().to(device),
     )
 
 
@@ -122,15 +136,16 @@ def prior_shift(data: Data) -> torch.Tensor:
     return torch.log(data.deployment_prior) - torch.log(data.training_prior)
 
 
-def top1(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return (logits.argmax(1) == y).float().mean().item()
+def top1(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> float:
+    return weighted_mean(logits.argmax(1) == y, weights)
 
 
-def choose_tau(logits: torch.Tensor, y: torch.Tensor, shift: torch.Tensor) -> tuple[float, float]:
+def choose_tau(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+               shift: torch.Tensor) -> tuple[float, float]:
     """The prior-correction strength that scores best (ties go to the smaller correction)."""
-    best = (0.0, top1(logits, y))
+    best = (0.0, top1(logits, y, weights))
     for tau in np.arange(0.1, 1.55, 0.1):
-        score = top1(logits + float(tau) * shift, y)
+        score = top1(logits + float(tau) * shift, y, weights)
         if score > best[1] + 1e-9:
             best = (round(float(tau), 2), score)
     return best
@@ -143,7 +158,8 @@ def train_network(
     teacher_logits_fn=None,
     deadline: float | None = None,
 ) -> tuple[nn.Module, list[dict]]:
-    """Train one network; return the best EMA weights by test top-1 (after prior correction)."""
+    """Train one network; return the EMA weights of the epoch with the best weighted
+    validation top-1 after prior correction."""
     seed_everything(config.seed)
     model = build(config.arch, **config.arch_kwargs).to(device)
     ema = copy.deepcopy(model).eval()
@@ -195,13 +211,13 @@ def train_network(
                 torch._foreach_lerp_(ema_params, model_params, 1 - decay)
                 torch._foreach_copy_(ema_buffers, model_buffers)
             running += loss.item() if i % 50 == 0 else 0.0
-        logits = predict_logits(ema, data.test_x)
-        raw = top1(logits, data.test_y)
-        tau, adjusted = choose_tau(logits, data.test_y, shift)
-        record = {"epoch": epoch, "test_top1": raw, "tau": tau, "test_top1_adjusted": adjusted,
+        logits = predict_logits(ema, data.val_x)
+        raw = top1(logits, data.val_y, data.val_w)
+        tau, adjusted = choose_tau(logits, data.val_y, data.val_w, shift)
+        record = {"epoch": epoch, "val_top1": raw, "tau": tau, "val_top1_adjusted": adjusted,
                   "seconds": round(time.time() - started, 1)}
         history.append(record)
-        log(f"{config.arch} epoch {epoch}/{config.epochs}: test top-1 {raw:.4f}, "
+        log(f"{config.arch} epoch {epoch}/{config.epochs}: validation top-1 {raw:.4f}, "
             f"prior-corrected {adjusted:.4f} (tau {tau}), {record['seconds']} s")
         if adjusted > best_score:
             best_score, best_state = adjusted, copy.deepcopy(ema.state_dict())
@@ -266,6 +282,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-extra", action="store_true", help="train on `train` only")
+    p.add_argument("--val-fraction", type=float, default=VALIDATION_FRACTION,
+                   help="share of each class held out for validation")
+    p.add_argument("--val-seed", type=int, default=VALIDATION_SEED)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--deadline-minutes", type=float, default=None,
@@ -284,8 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     deadline = started + args.deadline_minutes * 60 if args.deadline_minutes else None
     work = Path(args.work)
     directory = data_dir(args.data)
-    data = load_data(directory, device, use_extra=not args.no_extra)
-    log(f"data: {len(data.train_x)} training images, {len(data.test_x)} test images on {device}")
+    splits = ["train"] if args.no_extra else ["train", "extra"]
+    data = load_data(directory, device, splits, args.val_fraction, args.val_seed)
+    log(f"data: {len(data.train_x)} training images, {len(data.val_x)} validation images "
+        f"on {device}")
 
     teacher_paths = [Path(p) for p in args.teacher_ckpt]
     if args.stage in ("all", "teacher"):
@@ -308,14 +329,16 @@ def main(argv: list[str] | None = None) -> int:
                        extra=not args.no_extra)
     teacher = ensemble_teacher(teacher_paths, device) if teacher_paths else None
     net, history = train_network(config, data, device, teacher, deadline=deadline)
-    best = max(history, key=lambda r: r["test_top1_adjusted"])
+    best = max(history, key=lambda r: r["val_top1_adjusted"])
     fold_prior_shift(net, prior_shift(data), best["tau"])
-    check = top1(predict_logits(net, data.test_x), data.test_y)
-    log(f"student best epoch {best['epoch']}: test top-1 {check:.4f} (prior shift folded in)")
+    check = top1(predict_logits(net, data.val_x), data.val_y, data.val_w)
+    log(f"student best epoch {best['epoch']}: validation top-1 {check:.4f} (prior shift folded in)")
     training = {
-        "splits": ["train", "extra"] if config.extra else ["train"],
+        "splits": splits,
         "images": len(data.train_x),
-        "selected_on": "test",
+        "selected_on": "validation",
+        "validation": {"from": splits, "stratified_by": "class", "fraction": args.val_fraction,
+                       "seed": args.val_seed, "images": len(data.val_x)},
         "teachers": [str(p.name) for p in teacher_paths],
         "prior_correction_tau": best["tau"],
         "best_epoch": best["epoch"],
