@@ -23,7 +23,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt infra/checkov-requirem
 setup: $(VENV)/.installed
 
 run: setup
-	$(PY) -m functions.serve --batch
+	$(PY) -m local.serve --batch
 
 # Headless Chromium for the page tests: Debian's package, driven by Playwright (never
 # `playwright install`, which downloads a browser build).

@@ -1,14 +1,30 @@
-"""Azure Functions entry point (Python v2 programming model): it only assembles blueprints.
+"""Azure Functions entry point (Python v2 programming model), and the composition root of the
+deployed app: the settings are read here, once, and the model registry, the ASGI app and the
+blueprints are built from them and passed down.
 
 The host imports this module and indexes ``app``; each blueprint keeps its own triggers and
 auth levels next to the code they forward to.
 """
 
+from functools import cache, partial
+
 import azure.functions as func
 
-from functions.blob_batch import bp as blob_batch
-from functions.http_functions import bp as http_functions
+from functions import blob_batch, http_functions
+from functions.http_api import create_app
+from functions.storage import blob_service, quiet_sdk_http_logging
+from shared.config import Settings
+from shared.model_loader import ModelRegistry
+
+quiet_sdk_http_logging()
+settings = Settings.from_env()
+models = ModelRegistry()
+api = create_app(settings, models)
+bridge = http_functions.AsgiBridge(api)
+# The storage account's client, built at the first batch (indexing needs no storage settings)
+# and shared by all that follow (one connection pool, one credential).
+storage = cache(partial(blob_service, settings))
 
 app = func.FunctionApp()
-app.register_functions(http_functions)
-app.register_functions(blob_batch)
+app.register_functions(http_functions.blueprint(bridge, settings))
+app.register_functions(blob_batch.blueprint(settings, models, storage))

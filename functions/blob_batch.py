@@ -10,7 +10,7 @@ the same ``AzureWebJobsStorage`` connection (identity-based in Azure). Reading g
 that client as a stream, so a batch's size is never bounded by the worker's memory or by the
 host's gRPC message limit, as ``func.InputStream`` (the whole blob in one message) would be.
 
-The container path is resolved from settings when the app is indexed, with ``batches`` as the
+The container path is resolved from the settings the app is built with, with ``batches`` as the
 default, rather than a ``%APP_SETTING%`` binding expression: an expression fails indexing
 wherever the setting is missing, and a default keeps local runs and tests working unchanged.
 """
@@ -18,40 +18,48 @@ wherever the setting is missing, and a default keeps local runs and tests workin
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
+from azure.storage.blob import BlobServiceClient
 
+from functions.storage import process_blob
 from shared.config import Settings
-from shared.storage import process_blob, quiet_sdk_http_logging
+from shared.model_loader import ModelRegistry, ModelSpec
 
 log = logging.getLogger(__name__)
-quiet_sdk_http_logging()
-
-bp = func.Blueprint()
-
-BATCH_PATH = f"{Settings.from_env().batch_container}/{{name}}"
 
 
-@bp.function_name("classify_batch")
-@bp.blob_trigger(
-    arg_name="client",
-    path=BATCH_PATH,
-    connection="AzureWebJobsStorage",
-    source=func.BlobSource.EVENT_GRID,
-)
-def classify_batch(client: blob.BlobClient) -> None:
-    """Classify one uploaded batch into the results container.
+def blueprint(settings: Settings, models: ModelRegistry,
+              service: Callable[[], BlobServiceClient]) -> func.Blueprint:
+    """The blob-triggered function for ``settings``' batches container, classifying with the
+    model from ``models`` and writing results through ``service()`` (the account's client,
+    which the composition root builds on first use: indexing needs no storage settings)."""
+    bp = func.Blueprint()
 
-    Errors of the batch (unreadable, over a limit) are written as ``<name>.error.json`` and the
-    invocation succeeds, so it is not retried; anything else (storage unavailable, the model
-    failing to load) propagates. Event Grid is not involved by then: the blob extension
-    acknowledged the event when it queued it, so the blob trigger's own retries apply (five
-    attempts by default, ``extensions.blobs.maxDequeueCount`` in host.json), after which a
-    message names the blob in the ``webjobs-blobtrigger-poison`` queue ("Poison blobs",
-    https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-blob-trigger).
-    Event Grid's retries and its ``deadletter`` container (infra/app/eventgrid-subscription.bicep)
-    cover only deliveries the webhook did not accept.
-    """
-    outcome = process_blob(client, Settings.from_env())
-    log.info("batch %s: %s", client.blob_name, outcome.status)
+    @bp.function_name("classify_batch")
+    @bp.blob_trigger(
+        arg_name="client",
+        path=f"{settings.batch_container}/{{name}}",
+        connection="AzureWebJobsStorage",
+        source=func.BlobSource.EVENT_GRID,
+    )
+    def classify_batch(client: blob.BlobClient) -> None:
+        """Classify one uploaded batch into the results container.
+
+        Errors of the batch (unreadable, over a limit) are written as ``<name>.error.json`` and
+        the invocation succeeds, so it is not retried; anything else (storage unavailable, the
+        model failing to load) propagates. Event Grid is not involved by then: the blob
+        extension acknowledged the event when it queued it, so the blob trigger's own retries
+        apply (five attempts by default, ``extensions.blobs.maxDequeueCount`` in host.json),
+        after which a message names the blob in the ``webjobs-blobtrigger-poison`` queue
+        ("Poison blobs", https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-blob-trigger).
+        Event Grid's retries and its ``deadletter`` container
+        (infra/app/eventgrid-subscription.bicep) cover only deliveries the webhook did not
+        accept.
+        """
+        outcome = process_blob(client, settings, service(), models.get(ModelSpec.of(settings)))
+        log.info("batch %s: %s", client.blob_name, outcome.status)
+
+    return bp

@@ -15,19 +15,17 @@ open door never leads to a keyed route, whatever the order.
 from __future__ import annotations
 
 import azure.functions as func
+from fastapi import FastAPI
 
-from functions.http_api import app as api
 from shared.config import Settings
-
-bp = func.Blueprint()
 
 
 class AsgiBridge:
     """One middleware for all functions, started once: the app's lifespan (which loads and warms
     the model) runs on the first request, as ``func.AsgiFunctionApp`` does it."""
 
-    def __init__(self) -> None:
-        self.middleware = func.AsgiMiddleware(api)
+    def __init__(self, app: FastAPI) -> None:
+        self.middleware = func.AsgiMiddleware(app)
         self.started = False
 
     async def forward(self, req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
@@ -37,31 +35,32 @@ class AsgiBridge:
         return await self.middleware.handle_async(req, context)
 
 
-bridge = AsgiBridge()
+def blueprint(bridge: AsgiBridge, settings: Settings) -> func.Blueprint:
+    """The HTTP functions, each forwarding to ``bridge``."""
+    bp = func.Blueprint()
 
-
-@bp.function_name("classify")
-@bp.route(route="classify", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-async def classify(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return await bridge.forward(req, context)
-
-
-@bp.function_name("infer")
-@bp.route(route="v2/models/{name}/infer", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-async def infer(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return await bridge.forward(req, context)
-
-
-@bp.function_name("public")
-@bp.route(route="{*route}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-async def public(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return await bridge.forward(req, context)
-
-
-# Indexed only while the demo is on: with it off, Azure has no anonymous POST route at all.
-if Settings.from_env().public_demo:
-
-    @bp.function_name("demo")
-    @bp.route(route="demo/classify", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-    async def demo(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    @bp.function_name("classify")
+    @bp.route(route="classify", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+    async def classify(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
         return await bridge.forward(req, context)
+
+    @bp.function_name("infer")
+    @bp.route(route="v2/models/{name}/infer", methods=["POST"],
+              auth_level=func.AuthLevel.FUNCTION)
+    async def infer(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        return await bridge.forward(req, context)
+
+    @bp.function_name("public")
+    @bp.route(route="{*route}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+    async def public(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        return await bridge.forward(req, context)
+
+    # Indexed only while the demo is on: with it off, Azure has no anonymous POST route at all.
+    if settings.public_demo:
+
+        @bp.function_name("demo")
+        @bp.route(route="demo/classify", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+        async def demo(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+            return await bridge.forward(req, context)
+
+    return bp

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from functions.classify import Upload
 from shared.errors import InvalidRequest, PayloadTooLarge
+from shared.uploads import Upload
 
 
 @dataclass

@@ -16,7 +16,6 @@ import anyio
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from functions.classify import Upload
 from functions.multipart import parse_multipart
 from functions.schemas import ClassifyJson, ClassifyOptions, describe_validation_errors
 from shared.batch_formats import safe_text
@@ -27,6 +26,7 @@ from shared.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from shared.uploads import Upload
 
 ACCEPTED = (
     "one image as image/* or application/octet-stream, images as multipart/form-data file "

@@ -29,10 +29,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", required=True, help="base URL, e.g. http://127.0.0.1:7071")
     parser.add_argument("--profile", choices=PROFILES, default="slo")
     parser.add_argument("--reports", type=Path, default=Path("artifacts/loadtest"))
-    parser.add_argument("--p95-ms", type=_limit, help="gate on p95 latency (ms), or 'off'")
-    parser.add_argument("--p99-ms", type=_limit, help="gate on p99 latency (ms), or 'off'; "
-                        "for capacity, the bound that defines it")
-    parser.add_argument("--max-failure-ratio", type=float, help="failed / all requests")
+    # Gate options are absent unless given (SUPPRESS): 'off' parses to None, which must still
+    # override the profile's gate.
+    parser.add_argument("--p95-ms", type=_limit, default=argparse.SUPPRESS,
+                        help="gate on p95 latency (ms), or 'off'")
+    parser.add_argument("--p99-ms", type=_limit, default=argparse.SUPPRESS,
+                        help="gate on p99 latency (ms), or 'off'; for capacity, the bound that "
+                        "defines it")
+    parser.add_argument("--max-failure-ratio", type=float, default=argparse.SUPPRESS,
+                        help="failed / all requests")
     parser.add_argument("--min-rps", type=float, default=0.0,
                         help="capacity: the least capacity (requests/s) that passes")
     parser.add_argument("--users", type=int, help="HTTP users (default: the profile's)")
@@ -48,8 +53,8 @@ def configure(args: argparse.Namespace) -> tuple[Profile, Gates]:
         ("count", args.users), ("run_time_s", args.run_time), ("think_ms", args.think_ms),
     ) if value is not None}
     gates = profile.gates
-    gate_overrides = {name: getattr(args, name) for name in ("p95_ms", "p99_ms",
-                      "max_failure_ratio") if getattr(args, name) is not None}
+    gate_overrides = {name: value for name, value in vars(args).items()
+                      if name in ("p95_ms", "p99_ms", "max_failure_ratio")}
     return (dataclasses.replace(profile, **overrides),
             dataclasses.replace(gates, **gate_overrides))
 

@@ -3,12 +3,13 @@
 In one run, against an Azurite it starts itself and with the model the service loads:
 
 - a 100,000-image IDX batch and a 10,000-PNG zip, each uploaded to Azurite and processed by
-  ``storage.process_blob`` (read blob, classify, write results): items/s, next to model-only
-  throughput (``model.probabilities`` in forward passes of ``EMNIST_EDGE_BATCH_SIZE`` on the
-  same tiles) measured in the same run, interleaved with the batch runs. The figure of merit is
-  the ratio of the best run of each (target >= 0.70 for IDX): on a shared machine other work only
-  ever slows a run down, so the best of several runs is the closest to each one's own speed, and
-  a ratio of medians can swing either way with a neighbour's load (medians are printed too);
+  ``functions.storage.process_blob`` (read blob, classify, write results): items/s, next to
+  model-only throughput (``model.probabilities`` in forward passes of
+  ``EMNIST_EDGE_BATCH_SIZE`` on the same tiles) measured in the same run, interleaved with the
+  batch runs. The figure of merit is the ratio of the best run of each (target >= 0.70 for
+  IDX): on a shared machine other work only ever slows a run down, so the best of several runs
+  is the closest to each one's own speed, and a ratio of medians can swing either way with a
+  neighbour's load (medians are printed too);
 - peak resident memory (VmHWM) of a process that runs a 1,000,000-image IDX batch from a local
   file (a child process, so that nothing the benchmark itself holds is counted), beside its
   resident memory once the model is loaded and its peak before the batch starts.
@@ -36,14 +37,15 @@ import numpy as np
 from azure.storage.blob import BlobServiceClient
 from PIL import Image, ImageDraw
 
-from shared.azurite import start_azurite
+from functions.storage import blob_service, process_blob
+from local.azurite import start_azurite
 from shared.batch import process_batch
 from shared.batch_formats import BatchReader, Limits
 from shared.config import REPO_ROOT, Settings
 from shared.emnist import upright
 from shared.idx import uint8_header
-from shared.model_loader import LoadedModel, get_model
-from shared.storage import LocalFileSource, LocalResultSink, blob_service, process_blob
+from shared.local_files import LocalFileSource, LocalResultSink
+from shared.model_loader import LoadedModel, ModelSpec, load_spec
 
 PROTOTYPES = 256
 DRAW_SIDE = 112
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return _rss_child(args.rss_child[0], Path(args.rss_child[1]))
 
     settings = Settings.from_env()
-    model = get_model(settings)
+    model = load_spec(ModelSpec.of(settings))
     print(f"torch threads {settings.torch_threads}, forward pass {settings.batch_size} images, "
           f"chunk {settings.batch_chunk_items} items")
     rng = np.random.default_rng(0)
@@ -169,7 +171,7 @@ def _measure(
         with open(path, "rb") as data:
             blob.upload_blob(data, max_concurrency=4)
         uploaded = time.perf_counter()
-        outcome = process_blob(blob, settings, service=service, model=model)
+        outcome = process_blob(blob, settings, service, model)
         done = time.perf_counter()
         if outcome.status != "processed" or outcome.document is None:
             raise RuntimeError(f"the benchmark batch was not processed: {outcome}")
@@ -255,7 +257,7 @@ def _child_memory(batch: Path, work: Path) -> dict[str, float]:
 
 def _rss_child(batch: str, out: Path) -> int:
     settings = Settings.from_env()
-    model = get_model(settings)
+    model = load_spec(ModelSpec.of(settings))
     loaded, load_peak = _status_mb("VmRSS"), _status_mb("VmHWM")
     outcome = process_batch(LocalFileSource(Path(batch)), LocalResultSink(out), settings, model)
     if outcome.status != "processed":

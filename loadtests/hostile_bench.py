@@ -26,9 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.config import REPO_ROOT, Settings
+
+if TYPE_CHECKING:  # the parent process never loads torch: each case runs in a child
+    from shared.model_loader import LoadedModel
 
 OUT = REPO_ROOT / "artifacts" / "bench" / "hostile.json"
 MIB = 1024 * 1024
@@ -55,7 +58,8 @@ ENTRY = Budget("one archive entry", 0.0002, 0.001)
 class Case:
     description: str
     budget: Budget
-    run: Callable[[Settings], str]  # the payload is built with the case, before measuring
+    # The payload is built with the case, before measuring.
+    run: Callable[[Settings, LoadedModel], str]
     units: int = 1  # what the figures are divided by (entries of an archive)
 
 
@@ -109,17 +113,17 @@ def _zip_of(members: dict[str, bytes]) -> bytes:
 # --- how a case is run -----------------------------------------------------------------------
 
 
-def _request(body: bytes, content_type: str) -> Callable[[Settings], str]:
-    def run(settings: Settings) -> str:
+def _request(body: bytes, content_type: str) -> Callable[[Settings, LoadedModel], str]:
+    def run(settings: Settings, model: LoadedModel) -> str:
         from opentelemetry.trace import INVALID_SPAN
 
-        from functions.http_api import ClassifyCall, classify_calls
+        from functions.http_classify import ClassifyCall, classify_calls
         from functions.request_body import body_kind
         from shared.telemetry import Telemetry
 
         call = ClassifyCall("/api/classify", body_kind(content_type), body, content_type, None,
                             None, time.perf_counter_ns(), 0.0, INVALID_SPAN)
-        (answer,) = classify_calls([call], settings, Telemetry())
+        (answer,) = classify_calls([call], model, settings, Telemetry())
         if isinstance(answer, BaseException):
             return f"refused: {getattr(answer, 'code', type(answer).__name__)}"
         document = json.loads(answer.body)
@@ -129,18 +133,17 @@ def _request(body: bytes, content_type: str) -> Callable[[Settings], str]:
     return run
 
 
-def _batch(data: bytes, **limits: int) -> Callable[[Settings], str]:
-    def run(settings: Settings) -> str:
+def _batch(data: bytes, **limits: int) -> Callable[[Settings, LoadedModel], str]:
+    def run(settings: Settings, model: LoadedModel) -> str:
         from shared.batch import process_batch
-        from shared.model_loader import get_model
-        from shared.storage import LocalFileSource, LocalResultSink
+        from shared.local_files import LocalFileSource, LocalResultSink
 
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "batch"
             path.write_bytes(data)
             tuned = dataclasses.replace(settings, **limits)
             outcome = process_batch(LocalFileSource(path), LocalResultSink(Path(folder)), tuned,
-                                    get_model(tuned))
+                                    model)
         document = outcome.document or {}
         if outcome.status == "failed":
             return f"refused: {document['code']}"
@@ -248,15 +251,15 @@ def _cpu_s() -> float:
 
 def measure_here(name: str) -> dict[str, Any]:
     """Run one case in this process: build it, warm up, then measure (the child's side)."""
-    from shared.model_loader import get_model
+    from shared.model_loader import ModelSpec, load_spec
     from tests.payloads import PNG_7
 
     settings = Settings.from_env()
     case = cases(settings)[name]()
-    get_model(settings)
-    _request(PNG_7, "image/png")(settings)  # warm: the first request's one-off costs
+    model = load_spec(ModelSpec.of(settings))
+    _request(PNG_7, "image/png")(settings, model)  # warm: the first request's one-off costs
     peak, cpu, wall = _peak_mib(), _cpu_s(), time.perf_counter()
-    outcome = case.run(settings)
+    outcome = case.run(settings, model)
     return {"case": name, "description": case.description, "budget": case.budget.name,
             "cpu_s": (_cpu_s() - cpu) / case.units,
             "wall_s": (time.perf_counter() - wall) / case.units,

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from functions.classify import Upload, classify_uploads
 from loadtests import checks, server
 from loadtests.corpus import SLO_SIZES, Sample, build
 from shared.config import Settings
 from shared.model_loader import load_model
 from shared.preprocess import DecodeBudget
+from shared.uploads import Upload, classify_uploads
 
 PATH = "/api/classify"
 CONCURRENCY = (1, 16, 64)

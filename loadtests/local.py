@@ -1,7 +1,7 @@
 """``python -m loadtests.local --profile slo|smoke|mixed|capacity [python -m loadtests options]``.
 
 The local stack under load, start to finish (what ``make loadtest`` runs): starts the server
-(``python -m functions.serve`` on a free loopback port, default settings) and, for profiles
+(``python -m local.serve`` on a free loopback port, default settings) and, for profiles
 with a batch user, Azurite and the batch poller; runs the profile against them; prints the
 summary; leaves the reports in ``--reports`` (default ``artifacts/loadtest``); stops everything
 it started. The exit status is the load
@@ -27,8 +27,9 @@ from pathlib import Path
 from loadtests import __main__ as loadtest
 from loadtests import server
 from loadtests.profiles import PROFILES
-from shared import azurite
+from local import azurite
 from shared.config import Settings
+from shared.model_loader import ModelRegistry
 
 # The local poller lists the batches container this often: often enough that the interval adds
 # little to the upload-to-results time the batch users measure.
@@ -51,7 +52,7 @@ def batch_stack(wanted: bool) -> Iterator[None]:
         yield
         return
     settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S)
-    stack = azurite.start_local_batch_stack(settings)
+    stack = azurite.start_local_batch_stack(settings, ModelRegistry())
     os.environ[STORAGE_VARIABLE] = stack.connection_string  # this process exits after the run
     try:
         yield

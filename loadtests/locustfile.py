@@ -144,8 +144,8 @@ class BatchUser(PacedUser):
 
     def on_start(self) -> None:
         # Imported here: the storage code brings torch, which only batch users need.
+        from functions.storage import blob_service
         from shared.batch import ResultNames
-        from shared.storage import blob_service
 
         service = blob_service(SETTINGS)
         self.batches = service.get_container_client(SETTINGS.batch_container)

@@ -64,13 +64,14 @@ def batches(repeats: int) -> dict[str, Any] | None:
     ``repeats`` runs, its figure of merit); None without Azurite."""
 
     from loadtests.bench_batch import measure_batches
-    from shared import azurite
-    from shared.model_loader import get_model
+    from local import azurite
+    from shared.model_loader import ModelSpec, load_spec
 
     if not azurite.is_installed():
         return None
     settings = Settings.from_env()
-    measured = measure_batches(settings, get_model(settings), 100_000, 10_000, repeats)
+    model = load_spec(ModelSpec.of(settings))
+    measured = measure_batches(settings, model, 100_000, 10_000, repeats)
     return {m.title: {"items": m.items, "end_to_end": m.best("end_to_end"),
                       "model_only": m.best("model_only")} for m in measured}
 

@@ -1,4 +1,4 @@
-"""The local server as the load tests and benchmarks run it: ``python -m functions.serve`` in a
+"""The local server as the load tests and benchmarks run it: ``python -m local.serve`` in a
 subprocess on a free loopback port, with settings given as EMNIST_EDGE_* variables, waited for
 until ready, measured (resident memory), and stopped by its PID.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from functions.serve import base_url
+from local.serve import base_url
 from shared.config import PREFIX, REPO_ROOT
 
 READY_PATH = "/api/health/ready"
@@ -75,7 +75,7 @@ def start(log: IO[bytes], settings: Mapping[str, str] | None = None,
     env = {**os.environ, **{PREFIX + name: value for name, value in (settings or {}).items()}}
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "functions.serve", "--port", str(port), "--no-access-log",
+        [sys.executable, "-m", "local.serve", "--port", str(port), "--no-access-log",
          *(("--workers", str(workers)) if workers else ()), *args],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

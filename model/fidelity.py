@@ -21,7 +21,7 @@ from shared.classifier import preprocess_all
 from shared.config import Settings
 from shared.emnist import data_dir, load_split, upright
 from shared.errors import EmnistEdgeError
-from shared.model_loader import get_model
+from shared.model_loader import ModelSpec, load_spec
 from shared.preprocess import DecodeBudget
 
 
@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = np.sort(rng.choice(len(raw), size=min(args.n, len(raw)), replace=False))
         raw, labels = raw[chosen], labels[chosen]
     tiles = upright(raw)
-    model = get_model()
+    settings = Settings.from_env()
+    model = load_spec(ModelSpec.of(settings))
     raw_metrics = metrics(model.probabilities(tiles), labels)
     report: dict[str, object] = {"n": len(tiles), "raw_tiles": raw_metrics}
-    settings = Settings.from_env()
     for fmt in ("PNG", "JPEG"):
         uploads = [as_upload(t, rng, fmt) for t in tiles]
         budgets = [DecodeBudget.for_request(settings) for _ in uploads]

@@ -1,4 +1,10 @@
-"""Command line: ``python -m shared classify IMAGE... [--top-k N] [--json]``."""
+"""Command line: ``python -m shared classify IMAGE... [--top-k N] [--json]`` and ``python -m
+shared batch PATH_OR_BLOB``.
+
+An entry point, not part of the core: this is the command line's composition root (it reads
+the settings once, loads the model, and for a blob builds the storage adapter of
+``functions.storage``); ``import shared`` never imports it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ import sys
 from pathlib import Path
 
 from shared.classifier import DEFAULT_TOP_K, classify_images
+from shared.config import Settings
 from shared.errors import EmnistEdgeError
+from shared.model_loader import ModelSpec, load_spec
 
 
 def classify_command(args: argparse.Namespace) -> int:
@@ -19,7 +27,8 @@ def classify_command(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
             return 2
-    results = classify_images(images, top_k=args.top_k)
+    settings = Settings.from_env()
+    results = classify_images(images, args.top_k, load_spec(ModelSpec.of(settings)), settings)
     failed = 0
     for path, result in zip(args.images, results, strict=True):
         if isinstance(result, EmnistEdgeError):
@@ -48,27 +57,25 @@ def batch_command(args: argparse.Namespace) -> int:
 
     from azure.core.exceptions import AzureError
 
-    from shared.batch import process_batch
-    from shared.config import Settings
-    from shared.model_loader import get_model
-    from shared.storage import (
-        LocalFileSource,
-        LocalResultSink,
+    from functions.storage import (
         StorageNotConfigured,
         blob_service,
         process_blob,
         quiet_sdk_http_logging,
     )
+    from shared.batch import process_batch
+    from shared.local_files import LocalFileSource, LocalResultSink
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     quiet_sdk_http_logging()
     settings = Settings.from_env()
+    spec = ModelSpec.of(settings)
     path = Path(args.batch)
     if path.is_file():
         out = Path(args.out) if args.out else path.parent
         out.mkdir(parents=True, exist_ok=True)
         outcome = process_batch(LocalFileSource(path), LocalResultSink(out), settings,
-                                get_model(settings), top_k=args.top_k)
+                                load_spec(spec), top_k=args.top_k)
         where = str(out)
     else:
         if args.out:
@@ -78,8 +85,8 @@ def batch_command(args: argparse.Namespace) -> int:
         try:
             service = blob_service(settings, args.connection_string)
             container, name = _blob_location(args.batch, service.url)
-            outcome = process_blob(service.get_blob_client(container, name), settings,
-                                   service=service, top_k=args.top_k)
+            outcome = process_blob(service.get_blob_client(container, name), settings, service,
+                                   load_spec(spec), top_k=args.top_k)
         except (StorageNotConfigured, AzureError) as exc:
             reason = str(exc).splitlines()[0]
             print(f"error: {args.batch} is no local file, and as a blob: {reason}",

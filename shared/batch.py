@@ -2,7 +2,7 @@
 
 ``process_batch`` is the one implementation behind the blob trigger, ``python -m shared batch``
 and the local poller; they differ only in the :class:`BatchSource` and :class:`ResultSink` they
-pass (see ``shared.storage``).
+pass (``functions.storage`` for blobs, ``shared.local_files`` for local files).
 
 Outputs, named after the batch (``forms.zip`` -> ``forms.zip.csv``: the full name, so that
 ``forms.zip`` and ``forms.npy`` do not collide):
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import queue
 import threading
@@ -462,3 +463,16 @@ class _Progress:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
+
+
+def encode_document(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def decode_marker(data: bytes) -> dict[str, Any] | None:
+    """A summary or error document; anything unreadable counts as absent (so it is redone)."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None

@@ -14,7 +14,7 @@ import torch
 
 from shared.config import Settings
 from shared.errors import EmnistEdgeError, InvalidParameter
-from shared.model_loader import LoadedModel, get_model
+from shared.model_loader import LoadedModel
 from shared.preprocess import DecodeBudget, preprocess
 
 DEFAULT_TOP_K = 3
@@ -55,17 +55,11 @@ def top_k_arrays(
 
 
 def classify_tiles(
-    tiles: np.ndarray,
-    top_k: int = DEFAULT_TOP_K,
-    model: LoadedModel | None = None,
-    batch_size: int | None = None,
+    tiles: np.ndarray, top_k: int, model: LoadedModel, batch_size: int
 ) -> list[Prediction]:
     """Classify upright white-on-black uint8 tiles ``[N,28,28]``."""
-    model = model or get_model()
     check_top_k(top_k, model)
-    values, indices = top_k_arrays(
-        tiles, top_k, model, batch_size or Settings.from_env().batch_size
-    )
+    values, indices = top_k_arrays(tiles, top_k, model, batch_size)
     predictions: list[Prediction] = []
     for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True):
         ranked = tuple(
@@ -90,10 +84,8 @@ def preprocess_all(
 
 
 def classify_preprocessed(
-    tiles: Sequence[np.ndarray | EmnistEdgeError],
-    top_k: int = DEFAULT_TOP_K,
-    model: LoadedModel | None = None,
-    batch_size: int | None = None,
+    tiles: Sequence[np.ndarray | EmnistEdgeError], top_k: int, model: LoadedModel,
+    batch_size: int,
 ) -> list[Prediction | EmnistEdgeError]:
     """Tiles (or the errors that replaced them) -> predictions in place, in one batched pass."""
     good = [tile for tile in tiles if isinstance(tile, np.ndarray)]
@@ -102,10 +94,9 @@ def classify_preprocessed(
 
 
 def classify_images(
-    images: Sequence[bytes], top_k: int = DEFAULT_TOP_K, model: LoadedModel | None = None
+    images: Sequence[bytes], top_k: int, model: LoadedModel, settings: Settings
 ) -> list[Prediction | EmnistEdgeError]:
     """Encoded images -> a prediction or an error per image, in input order."""
-    settings = Settings.from_env()
     budgets = [DecodeBudget.for_request(settings) for _ in images]  # each image on its own
     tiles = preprocess_all(images, budgets, settings.max_image_pixels)
     return classify_preprocessed(tiles, top_k, model, settings.batch_size)

@@ -107,7 +107,7 @@ class Settings:
     dynamic_batching: bool
     dynamic_batch_max_size: int
     dynamic_batch_max_wait_ms: float
-    # The local server (``python -m functions.serve``): one worker process per core by default.
+    # The local server (``python -m local.serve``): one worker process per core by default.
     # A process is GIL-bound (decoding and preprocessing are Python and numpy), so a second core
     # only works through a second process; each loads its own model (about 270 MiB resident)
     # and batches on its own. Keep workers x torch_threads within the cores (2 workers with 2
@@ -122,7 +122,7 @@ class Settings:
     access_log: bool
     # OpenTelemetry's SDK in this process with Prometheus text at /metrics (and OTLP where
     # OTEL_EXPORTER_OTLP_ENDPOINT is set): the local server's own telemetry. Off by default
-    # (in Azure the host and the Azure Monitor distro own telemetry); python -m functions.serve
+    # (in Azure the host and the Azure Monitor distro own telemetry); python -m local.serve
     # turns it on unless this says 0.
     metrics: bool
     # Batches: the container the blob trigger watches and the one results go to.

@@ -1,8 +1,10 @@
-"""The one cached TorchScript loader that every entry point uses.
+"""The one TorchScript loader that every entry point uses, and the registry that caches it.
 
-The model is loaded lazily on first use, once per process (guarded by a lock, so concurrent
-first requests load it once), checked against its manifest, and warmed up with a forward pass
-so the first real request does not pay for TorchScript's first-run optimisation.
+Each entry point (the Functions app, the local server, the CLI, the benchmarks) builds one
+``ModelRegistry`` and passes it down: a model is loaded on first use, once per registry and
+path (guarded by a lock, so concurrent first requests load it once), checked against its
+manifest, and warmed up with a forward pass so the first real request does not pay for
+TorchScript's first-run optimisation. Nothing here is a module-level instance.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ import torch
 from shared.config import Settings
 from shared.errors import ModelLoadError
 from shared.manifest import Manifest, sha256_file
-
-_lock = threading.Lock()
-_cached: LoadedModel | None = None
 
 
 @dataclass(frozen=True)
@@ -95,25 +94,42 @@ def _warm_up(model: LoadedModel) -> None:
             )
 
 
-def get_model(settings: Settings | None = None) -> LoadedModel:
-    """The process-wide model, loaded and warmed on first call."""
-    global _cached
-    if _cached is None:
-        with _lock:
-            if _cached is None:
-                settings = settings or Settings.from_env()
-                _cached = load_model(
-                    settings.model_path, settings.manifest_path, max(1, settings.torch_threads)
-                )
-    return _cached
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load, and how: the registry's key."""
+
+    model_path: Path
+    manifest_path: Path
+    threads: int = 1
+
+    @classmethod
+    def of(cls, settings: Settings) -> ModelSpec:
+        return cls(settings.model_path, settings.manifest_path, max(1, settings.torch_threads))
 
 
-def is_loaded() -> bool:
-    return _cached is not None
+def load_spec(spec: ModelSpec) -> LoadedModel:
+    """Load the model ``spec`` names, uncached (a command that loads it once)."""
+    return load_model(spec.model_path, spec.manifest_path, spec.threads)
 
 
-def reset_cache() -> None:
-    """Forget the cached model (tests, or a settings change in a long-lived process)."""
-    global _cached
-    with _lock:
-        _cached = None
+class ModelRegistry:
+    """Loaded models by spec, each loaded and warmed on first use (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[ModelSpec, LoadedModel] = {}
+
+    def get(self, spec: ModelSpec) -> LoadedModel:
+        """The model for ``spec``, loading it now if it is not loaded; raises ModelLoadError."""
+        model = self._models.get(spec)
+        if model is None:
+            with self._lock:
+                model = self._models.get(spec)
+                if model is None:
+                    model = load_spec(spec)
+                    self._models[spec] = model
+        return model
+
+    def loaded(self, spec: ModelSpec) -> LoadedModel | None:
+        """The model for ``spec`` if it is loaded already; never loads."""
+        return self._models.get(spec)

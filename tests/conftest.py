@@ -12,7 +12,7 @@ import pytest
 # The drawing helper lives with the load test's corpus; the tests import it from here.
 from loadtests.corpus import STROKES as STROKES
 from loadtests.corpus import draw_character as draw_character
-from shared.config import MODEL_DIR
+from shared.config import MODEL_DIR, Settings
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +21,21 @@ def emnist_dir() -> Path:
     if not raw or not Path(raw).is_dir():
         pytest.skip("EMNIST data not available: set EMNIST_DIR to the folder of the gzip IDX files")
     return Path(raw)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The defaults, as the test run's environment sets them."""
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def models():
+    """One model registry for the session, as each entry point has one per process: models
+    are keyed by path, so tests with different models share it without resetting anything."""
+    from shared.model_loader import ModelRegistry
+
+    return ModelRegistry()
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +70,7 @@ def shipped_model_exists() -> bool:
 
 
 class HttpServer:
-    """A running ``python -m functions.serve`` and the limits it was started with."""
+    """A running ``python -m local.serve`` and the limits it was started with."""
 
     max_body_bytes = 1024 * 1024
     max_images = 8
@@ -68,7 +83,7 @@ class HttpServer:
 @contextlib.contextmanager
 def running_server(model_files: tuple[Path, Path], log_dir: Path, *args: str,
                    **settings: str) -> Iterator[str]:
-    """``python -m functions.serve ARGS`` on a free loopback port, with EMNIST_EDGE_* settings:
+    """``python -m local.serve ARGS`` on a free loopback port, with EMNIST_EDGE_* settings:
     its URL once ready; stopped by its PID on exit. Its log is ``log_dir/server-<port>.log``."""
     from loadtests import server
 

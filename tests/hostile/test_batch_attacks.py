@@ -22,8 +22,8 @@ import pytest
 from shared.batch import SourceInfo, process_batch
 from shared.config import Settings
 from shared.idx import uint8_header
+from shared.local_files import LocalResultSink
 from shared.model_loader import load_model
-from shared.storage import LocalResultSink
 from tests.payloads import (
     JPEG_L,
     PNG_7,

@@ -282,13 +282,17 @@ if sys.argv[2] == "index":
 
 from PIL import Image, ImageDraw
 from shared.classifier import classify_images
+from shared.config import Settings
+from shared.model_loader import ModelRegistry, ModelSpec
 
 image = Image.new("RGB", (280, 280), "white")
 ImageDraw.Draw(image).line([(70, 56), (210, 56), (126, 238)], fill="black", width=18,
                            joint="curve")
 buffer = io.BytesIO()
 image.save(buffer, format="PNG")
-[prediction] = classify_images([buffer.getvalue()])
+settings = Settings.from_env()
+model = ModelRegistry().get(ModelSpec.of(settings))
+[prediction] = classify_images([buffer.getvalue()], 3, model, settings)
 
 modules = {name: getattr(sys.modules[name], "__file__", None)
            for name in ("function_app", "functions", "functions.http_api", "shared",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from azure.storage.blob import BlobClient
 
-from shared.azurite import Azurite, is_installed, start_azurite
+from local.azurite import Azurite, is_installed, start_azurite
 from shared.config import Settings
 
 

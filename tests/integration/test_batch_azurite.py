@@ -4,6 +4,7 @@ redelivery, new versions, the poller, the blob function's user code and the comm
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -18,13 +19,12 @@ import numpy as np
 import pytest
 from azurefunctions.extensions.base import Datum
 
+from functions.storage import blob_service, process_blob
+from local.azurite import start_local_batch_stack
+from local.poller import BatchPoller
 from shared import batch as process_batch_module
-from shared import model_loader
-from shared.azurite import start_local_batch_stack
 from shared.config import REPO_ROOT, Settings
-from shared.model_loader import load_model
-from shared.poller import BatchPoller
-from shared.storage import blob_service, process_blob
+from shared.model_loader import ModelRegistry, ModelSpec
 from tests.conftest import STROKES, draw_character
 from tests.integration.conftest import wait_for_blob
 from tests.unit.test_blob_function import indexed_batch_function
@@ -33,13 +33,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_files):
-    return load_model(*tiny_model_files)
+def settings(tiny_model_files) -> Settings:
+    return dataclasses.replace(Settings.from_env(), model_path=tiny_model_files[0],
+                               manifest_path=tiny_model_files[1])
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
-    return Settings.from_env()
+def model(settings, models):
+    return models.get(ModelSpec.of(settings))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def read_json(service, settings, name: str) -> dict:
 def test_upload_process_read_results(service, settings, model, name):
     source = service.get_blob_client(settings.batch_container, name)
     source.upload_blob(forms_zip())
-    outcome = process_blob(source, settings, service=service, model=model)
+    outcome = process_blob(source, settings, service, model)
     assert outcome.status == "processed"
     summary = read_json(service, settings, f"{name}.summary.json")
     assert (summary["items"], summary["skipped"], summary["format"]) == (2, 1, "zip")
@@ -94,17 +95,17 @@ def test_upload_process_read_results(service, settings, model, name):
 def test_redelivery_writes_nothing_and_a_new_version_is_redone(service, settings, model, name):
     source = service.get_blob_client(settings.batch_container, name)
     source.upload_blob(forms_zip())
-    process_blob(source, settings, service=service, model=model)
+    process_blob(source, settings, service, model)
     outputs = [f"{name}.csv", f"{name}.summary.json"]
     before = [result(service, settings, n).get_blob_properties() for n in outputs]
 
-    assert process_blob(source, settings, service=service, model=model).status == "unchanged"
+    assert process_blob(source, settings, service, model).status == "unchanged"
     after = [result(service, settings, n).get_blob_properties() for n in outputs]
     assert [(p.etag, p.last_modified) for p in after] == [(p.etag, p.last_modified)
                                                           for p in before]
 
     source.upload_blob(npy(4), overwrite=True)  # same name, new content: a new etag
-    assert process_blob(source, settings, service=service, model=model).status == "processed"
+    assert process_blob(source, settings, service, model).status == "processed"
     summary = read_json(service, settings, f"{name}.summary.json")
     assert (summary["format"], summary["items"]) == ("npy", 4)
     assert summary["source"]["etag"] == source.get_blob_properties().etag
@@ -113,17 +114,17 @@ def test_redelivery_writes_nothing_and_a_new_version_is_redone(service, settings
 def test_a_bad_version_replaces_results_with_an_error(service, settings, model, name):
     source = service.get_blob_client(settings.batch_container, name)
     source.upload_blob(npy(3))
-    process_blob(source, settings, service=service, model=model)
+    process_blob(source, settings, service, model)
     source.upload_blob(b"PK\x03\x04 not really a zip", overwrite=True)
-    assert process_blob(source, settings, service=service, model=model).status == "failed"
+    assert process_blob(source, settings, service, model).status == "failed"
     container = service.get_container_client(settings.results_container)
     assert [b.name for b in container.list_blobs(name_starts_with=name)] == [
         f"{name}.error.json"]
     assert read_json(service, settings, f"{name}.error.json")["code"] == "invalid_batch"
 
 
-def test_the_poller_picks_up_an_upload(service, settings, model, name):
-    poller = BatchPoller(service, settings, model=model, interval=0.1)
+def test_the_poller_picks_up_an_upload(service, settings, model, name, models):
+    poller = BatchPoller(service, settings, models, interval=0.1)
     poller.start()
     try:
         service.get_blob_client(settings.batch_container, name).upload_blob(npy(5))
@@ -142,7 +143,6 @@ def test_the_blob_function_against_azurite(azurite, service, settings, tiny_mode
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     monkeypatch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
     monkeypatch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
-    model_loader.reset_cache()
     service.get_blob_client(settings.batch_container, name).upload_blob(forms_zip())
     reference = SimpleNamespace(version="1.0", source="AzureStorageBlobs",
                                 content_type="application/json",
@@ -151,10 +151,7 @@ def test_the_blob_function_against_azurite(azurite, service, settings, tiny_mode
                                                     "BlobName": name}))
     client = blob.BlobClientConverter.decode(Datum(reference, "model_binding_data"),
                                              trigger_metadata=None, pytype=blob.BlobClient)
-    try:
-        indexed_batch_function().get_user_function()(client)
-    finally:
-        model_loader.reset_cache()
+    indexed_batch_function().get_user_function()(client)
     assert read_json(service, settings, f"{name}.summary.json")["items"] == 2
 
 
@@ -179,9 +176,8 @@ def test_the_local_stack_processes_uploads(tmp_path, tiny_model_files, monkeypat
     monkeypatch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
     monkeypatch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
     monkeypatch.setenv("EMNIST_EDGE_BATCH_POLL_S", "0.1")
-    model_loader.reset_cache()
     settings = Settings.from_env()
-    stack = start_local_batch_stack(settings)
+    stack = start_local_batch_stack(settings, ModelRegistry())
     try:
         service = blob_service(settings, stack.connection_string)
         service.get_blob_client(settings.batch_container, "a.npy").upload_blob(npy(2))
@@ -189,21 +185,21 @@ def test_the_local_stack_processes_uploads(tmp_path, tiny_model_files, monkeypat
         wait_for_blob(summary, "the local stack")
     finally:
         stack.stop()
-        model_loader.reset_cache()
     assert stack.azurite.process.poll() is not None
     assert not stack.azurite.location.exists()
 
 
-def test_the_poller_remembers_what_it_handled(service, settings, model, name):
+def test_the_poller_remembers_what_it_handled(service, settings, model, name, models):
     """Listed etags come without quotes, a blob's properties with them: compared in one form,
     a second poll reads nothing about a blob it has handled."""
     service.get_blob_client(settings.batch_container, name).upload_blob(npy(2))
-    poller = BatchPoller(service, settings, model=model)
+    poller = BatchPoller(service, settings, models)
     assert any(o.source.name == name and o.status == "processed" for o in poller.poll_once())
     assert [o for o in poller.poll_once() if o.source and o.source.name == name] == []
 
 
-def test_a_corrupt_batch_never_blocks_the_ones_after_it(service, settings, model, monkeypatch):
+def test_a_corrupt_batch_never_blocks_the_ones_after_it(service, settings, model, monkeypatch,
+                                                       models):
     """A batch whose reading fails unexpectedly gets a final internal_error; the poller goes
     on to the next blob in the same poll, and does not retry the failed one."""
     prefix = f"t-{uuid.uuid4().hex[:8]}"
@@ -218,7 +214,7 @@ def test_a_corrupt_batch_never_blocks_the_ones_after_it(service, settings, model
         return original(self)
 
     monkeypatch.setattr(process_batch_module.BatchReader, "chunks", chunks)
-    poller = BatchPoller(service, settings, model=model)
+    poller = BatchPoller(service, settings, models)
     outcomes = {o.source.name: o for o in poller.poll_once() if o.source.name.startswith(prefix)}
     assert outcomes[first].status == "failed"
     assert read_json(service, settings, f"{first}.error.json")["code"] == "internal_error"
@@ -233,7 +229,7 @@ def test_a_single_image_blob_is_read_whole(service, settings, model, name):
     assert len(image) > 512
     source = service.get_blob_client(settings.batch_container, name + ".png")
     source.upload_blob(image)
-    assert process_blob(source, settings, service=service, model=model).status == "processed"
+    assert process_blob(source, settings, service, model).status == "processed"
     text = result(service, settings, f"{name}.png.csv").download_blob().readall().decode()
     (row,) = csv.DictReader(io.StringIO(text))
     assert row["label"] and not row["error_code"], row

@@ -7,6 +7,7 @@ answered.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import http.client
 import io
 import os
@@ -20,13 +21,13 @@ import numpy as np
 import psutil
 import pytest
 
+from functions.storage import blob_service
 from loadtests import server
+from local.azurite import is_installed, start_azurite
+from local.poller import BatchPoller
 from shared import batch as batch_module
-from shared.azurite import is_installed, start_azurite
 from shared.config import MODEL_DIR, Settings
-from shared.model_loader import load_model
-from shared.poller import BatchPoller
-from shared.storage import blob_service
+from shared.model_loader import ModelRegistry
 from tests.conftest import shipped_model_exists
 from tests.integration.conftest import wait_for_blob
 from tests.payloads import PNG_7, ink
@@ -51,7 +52,8 @@ def test_azurite_restarted_mid_batch_completes_the_batch_once(tiny_model_files, 
     started again a second later; the poller, as the trigger would, carries on or retries."""
     if not is_installed():
         pytest.skip("Azurite is not installed: run `npm ci` at the repository root")
-    settings = Settings.from_env()
+    settings = dataclasses.replace(Settings.from_env(), model_path=tiny_model_files[0],
+                                   manifest_path=tiny_model_files[1])
     containers = (settings.batch_container, settings.results_container)
     location = tmp_path / "azurite"
     location.mkdir()
@@ -70,7 +72,7 @@ def test_azurite_restarted_mid_batch_completes_the_batch_once(tiny_model_files, 
     buffer = io.BytesIO()
     np.save(buffer, ink(count))
     service.get_blob_client(settings.batch_container, name).upload_blob(buffer.getvalue())
-    poller = BatchPoller(service, settings, model=load_model(*tiny_model_files), interval=0.2)
+    poller = BatchPoller(service, settings, ModelRegistry(), interval=0.2)
     poller.start()
     try:
         assert first_chunk.wait(60), "the poller never started the batch"

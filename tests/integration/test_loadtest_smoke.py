@@ -15,8 +15,9 @@ import pytest
 from loadtests import __main__ as loadtest
 from loadtests.gates import Figures, Gates, percentile
 from loadtests.local import POLL_S, STORAGE_VARIABLE
-from shared import azurite
+from local import azurite
 from shared.config import Settings
+from shared.model_loader import ModelRegistry
 
 
 def figures(p95: float, p99: float, failures: int = 0) -> Figures:
@@ -46,7 +47,7 @@ def batch_storage() -> Iterator[bool]:
         yield False
         return
     settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S)
-    stack = azurite.start_local_batch_stack(settings)
+    stack = azurite.start_local_batch_stack(settings, ModelRegistry())
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(STORAGE_VARIABLE, stack.connection_string)
         try:

@@ -1,4 +1,4 @@
-"""The README's main command (``functions.serve --batch``): the server plus Azurite and the
+"""The README's main command (``local.serve --batch``): the server plus Azurite and the
 poller, so that a blob uploaded to ``batches`` gets results as it would in Azure."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from shared.azurite import is_installed
+from local.azurite import is_installed
 from tests.conftest import running_server
 from tests.integration.conftest import wait_for_blob
 

@@ -21,8 +21,8 @@ import pytest
 from shared.batch import csv_header, process_batch
 from shared.config import REPO_ROOT, Settings
 from shared.idx import uint8_header
+from shared.local_files import LocalFileSource, LocalResultSink
 from shared.model_loader import load_model
-from shared.storage import LocalFileSource, LocalResultSink
 from tests.conftest import STROKES, draw_character
 
 

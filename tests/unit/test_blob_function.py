@@ -19,8 +19,8 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError, 
 from azure.storage.blob import BlobClient
 from azurefunctions.extensions.base import Datum
 
-from shared import model_loader, storage
-from shared.azurite import ACCOUNT, ACCOUNT_KEY
+from functions import storage
+from local.azurite import ACCOUNT, ACCOUNT_KEY
 from shared.config import REPO_ROOT
 
 ETAGS = itertools.count(1)
@@ -99,14 +99,20 @@ def function():
 
 @pytest.fixture
 def memory(monkeypatch, tiny_model_files) -> MemoryStorage:
-    """Storage in memory behind ``shared.storage``, and the tiny model as the cached one."""
+    """Storage in memory behind ``functions.storage.blob_service``, and the tiny model, for the
+    function that ``run`` indexes afresh."""
     memory = MemoryStorage()
     monkeypatch.setattr(storage, "blob_service", lambda settings, connection=None: memory)
     monkeypatch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
     monkeypatch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
-    model_loader.reset_cache()
-    yield memory
-    model_loader.reset_cache()
+    return memory
+
+
+@pytest.fixture
+def run(memory):
+    """The user function of ``classify_batch`` from a fresh run of function_app.py, whose
+    composition root now builds the memory storage and the tiny model."""
+    return indexed_batch_function().get_user_function()
 
 
 def npy(count: int) -> bytes:
@@ -152,9 +158,9 @@ def test_the_extension_turns_the_hosts_reference_into_a_blob_client(monkeypatch)
     assert (client.container_name, client.blob_name) == ("batches", "forms/a.zip")
 
 
-def test_an_upload_becomes_results(function, memory):
+def test_an_upload_becomes_results(run, memory):
     memory.put("batches", "digits.npy", npy(5))
-    function.get_user_function()(MemoryBlob(memory, "batches", "digits.npy"))
+    run(MemoryBlob(memory, "batches", "digits.npy"))
     summary = json.loads(memory.blobs["results", "digits.npy.summary.json"][0])
     assert (summary["items"], summary["succeeded"]) == (5, 5)
     assert summary["source"]["etag"] == memory.blobs["batches", "digits.npy"][1]
@@ -163,31 +169,31 @@ def test_an_upload_becomes_results(function, memory):
     assert memory.writes[-1] == "digits.npy.summary.json"  # the completion marker comes last
 
 
-def test_a_redelivered_event_writes_nothing(function, memory):
+def test_a_redelivered_event_writes_nothing(run, memory):
     memory.put("batches", "a.npy", npy(2))
     trigger = MemoryBlob(memory, "batches", "a.npy")
-    function.get_user_function()(trigger)
+    run(trigger)
     written = list(memory.writes)
-    function.get_user_function()(trigger)
+    run(trigger)
     assert memory.writes == written
 
 
-def test_a_bad_batch_is_final_and_does_not_raise(function, memory):
+def test_a_bad_batch_is_final_and_does_not_raise(run, memory):
     memory.put("batches", "junk.bin", b"junk")
-    function.get_user_function()(MemoryBlob(memory, "batches", "junk.bin"))
+    run(MemoryBlob(memory, "batches", "junk.bin"))
     error = json.loads(memory.blobs["results", "junk.bin.error.json"][0])
     assert error["code"] == "invalid_batch"
     assert ("results", "junk.bin.csv") not in memory.blobs
 
 
-def test_storage_trouble_raises_so_the_trigger_retries(function, memory):
+def test_storage_trouble_raises_so_the_trigger_retries(run, memory):
     memory.put("batches", "a.npy", npy(2))
     memory.fail_downloads = True
     with pytest.raises(ServiceRequestError):
-        function.get_user_function()(MemoryBlob(memory, "batches", "a.npy"))
+        run(MemoryBlob(memory, "batches", "a.npy"))
     assert not [key for key in memory.blobs if key[0] == "results"]
 
 
-def test_a_blob_deleted_before_processing_is_nothing_to_do(function, memory):
-    function.get_user_function()(MemoryBlob(memory, "batches", "gone.zip"))
+def test_a_blob_deleted_before_processing_is_nothing_to_do(run, memory):
+    run(MemoryBlob(memory, "batches", "gone.zip"))
     assert memory.writes == []

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import runpy
 from types import SimpleNamespace
 
 import azure.functions as func
 import pytest
 
-from function_app import app
-from functions import http_functions
-from shared import model_loader
-from shared.config import Settings
+from shared.config import REPO_ROOT
+from shared.model_loader import ModelSpec
 from tests.conftest import STROKES, draw_character
 
 KEYED = {"classify": ("classify", ["POST"]), "infer": ("v2/models/{name}/infer", ["POST"])}
@@ -22,19 +21,27 @@ OPEN_POSTS = {"demo": ("demo/classify", ["POST"])}
 
 
 @pytest.fixture(scope="module")
-def functions() -> dict:
-    return {fn.get_function_name(): fn for fn in app.get_functions()}
-
-
-@pytest.fixture(scope="module")
-def invoke(tiny_model_files, functions):
-    """Call a function's user code as the host would, on one event loop for the module (the
-    ASGI lifespan that the first call starts lives on it), with the tiny model cached."""
+def root(tiny_model_files) -> dict:
+    """function_app.py's namespace, run as the worker imports it, with the tiny model's
+    settings: its settings, model registry, ASGI app, bridge and FunctionApp."""
     patch = pytest.MonkeyPatch()
     patch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
     patch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
-    model_loader.reset_cache()
-    model_loader.get_model(Settings.from_env())
+    try:
+        yield runpy.run_path(str(REPO_ROOT / "function_app.py"))
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="module")
+def functions(root) -> dict:
+    return {fn.get_function_name(): fn for fn in root["app"].get_functions()}
+
+
+@pytest.fixture(scope="module")
+def invoke(root, functions):
+    """Call a function's user code as the host would, on one event loop for the module (the
+    ASGI lifespan that the first call starts lives on it)."""
     loop = asyncio.new_event_loop()
 
     def call(fn, method: str, path: str, body: bytes = b"", headers=None,
@@ -50,11 +57,9 @@ def invoke(tiny_model_files, functions):
         return loop.run_until_complete(user_function(request, context))
 
     yield call
-    if http_functions.bridge.started:
-        loop.run_until_complete(http_functions.bridge.middleware.notify_shutdown())
+    if root["bridge"].started:
+        loop.run_until_complete(root["bridge"].middleware.notify_shutdown())
     loop.close()
-    model_loader.reset_cache()
-    patch.undo()
 
 
 def trigger_of(fn) -> dict:
@@ -97,11 +102,11 @@ def test_the_demo_is_an_anonymous_post_of_its_own(functions):
     assert (trigger["route"], trigger["methods"]) == OPEN_POSTS["demo"]
 
 
-def test_every_route_of_the_app_is_reachable_in_azure(functions):
+def test_every_route_of_the_app_is_reachable_in_azure(root, functions):
     """GETs go through the catch-all; every other method needs a function of its own."""
     own = {(trigger_of(functions[name])["route"], method)
            for name in {**KEYED, **OPEN_POSTS} for method in trigger_of(functions[name])["methods"]}
-    for route in http_functions.api.routes:
+    for route in root["api"].routes:
         for method in getattr(route, "methods", None) or ():
             if method not in ("GET", "HEAD"):
                 assert (route.path.removeprefix("/api/"), method) in own, route.path
@@ -136,8 +141,8 @@ def test_classify_errors_through_the_function(invoke):
     assert json.loads(response.get_body())["error"]["code"] == "invalid_image"
 
 
-def test_infer_through_the_function(invoke):
-    name = model_loader.get_model().manifest.name
+def test_infer_through_the_function(root, invoke):
+    name = root["models"].get(ModelSpec.of(root["settings"])).manifest.name
     body = json.dumps({"inputs": [{"name": "input", "shape": [1, 28, 28], "datatype": "UINT8",
                                    "data": [0] * 784}]}).encode()
     response = invoke("infer", "POST", f"/api/v2/models/{name}/infer", body,
@@ -167,8 +172,8 @@ def test_the_demo_takes_one_raw_image_and_nothing_else(invoke, path, content_typ
     assert response.status_code == status
 
 
-def test_the_demo_bounds_the_image_size(invoke):
-    limit = Settings.from_env().demo_max_bytes
+def test_the_demo_bounds_the_image_size(root, invoke):
+    limit = root["settings"].demo_max_bytes
     response = invoke("demo", "POST", "/api/demo/classify", b"\x89PNG" + b"\0" * limit,
                       headers={"Content-Type": "image/png"})
     assert response.status_code == 413

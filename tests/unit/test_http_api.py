@@ -14,13 +14,14 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from functions import http_api
+from functions import http_classify
 from functions.http_api import create_app
 from functions.multipart import parse_multipart
 from functions.schemas import ClassifyResponse, ErrorResponse, InferResponse, ModelMetadata
 from shared import model_loader
 from shared.config import Settings
 from shared.errors import InvalidRequest, PayloadTooLarge
+from shared.model_loader import ModelRegistry, ModelSpec
 from tests.conftest import STROKES, draw_character
 
 MAX_BODY = 200_000
@@ -41,16 +42,14 @@ def settings_for(model_files, **changes) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model_files):
-    model_loader.reset_cache()
-    with TestClient(create_app(settings_for(tiny_model_files))) as test_client:
+def client(tiny_model_files, models):
+    with TestClient(create_app(settings_for(tiny_model_files), models)) as test_client:
         yield test_client
-    model_loader.reset_cache()
 
 
 @pytest.fixture(scope="module")
-def model(client):
-    return model_loader.get_model()
+def model(client, tiny_model_files, models):
+    return models.loaded(ModelSpec.of(settings_for(tiny_model_files)))
 
 
 def error_of(response) -> dict[str, str]:
@@ -198,9 +197,9 @@ def test_when_all_fail_the_first_failure_decides(client):
         "blank_image", "invalid_image"]
 
 
-def test_too_many_pixels_is_a_413(client, tiny_model_files):
+def test_too_many_pixels_is_a_413(client, tiny_model_files, models):
     small = settings_for(tiny_model_files, max_image_pixels=100 * 100)
-    with TestClient(create_app(small)) as limited:
+    with TestClient(create_app(small, models)) as limited:
         response = limited.post("/api/classify", content=SEVEN, headers=PNG)
     assert response.status_code == 413 and error_of(response)["code"] == "image_too_large"
 
@@ -290,7 +289,7 @@ def test_unexpected_errors_are_logged_and_answered_without_a_traceback(client, m
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(http_api, "classify_uploads", explode)
+    monkeypatch.setattr(http_classify, "classify_uploads", explode)
     response = client.post("/api/classify", content=SEVEN, headers=PNG)
     assert response.status_code == 500
     assert response.json() == {"error": {
@@ -321,25 +320,20 @@ def test_model_info_is_the_public_manifest(client, model):
 
 
 def test_a_model_that_fails_to_load_leaves_the_process_live_but_not_ready(
-    tmp_path, caplog, tiny_model_files
+    tmp_path, caplog, models
 ):
     missing = (tmp_path / "none.pt", tmp_path / "none.json")
-    model_loader.reset_cache()
-    try:
-        with TestClient(create_app(settings_for(missing))) as broken:
-            assert broken.get("/api/health").status_code == 200
-            for path in ("/api/health/ready", "/api/v2/health/ready"):
-                assert broken.get(path).status_code == 503
-            error = error_of(broken.get("/api/health/ready"))
-            assert error["code"] == "model_not_ready" and "failed to load" in error["message"]
-            assert broken.get("/api/v2/health/ready").json()["error"].startswith("the model")
-            response = broken.post("/api/classify", content=SEVEN, headers=PNG)
-            assert response.status_code == 503
-            assert error_of(response)["code"] == "model_load_error"
-            assert broken.get("/api/model").status_code == 503
-    finally:  # the other tests' app shares the process-wide cache: give it its model back
-        model_loader.reset_cache()
-        model_loader.get_model(settings_for(tiny_model_files))
+    with TestClient(create_app(settings_for(missing), models)) as broken:
+        assert broken.get("/api/health").status_code == 200
+        for path in ("/api/health/ready", "/api/v2/health/ready"):
+            assert broken.get(path).status_code == 503
+        error = error_of(broken.get("/api/health/ready"))
+        assert error["code"] == "model_not_ready" and "failed to load" in error["message"]
+        assert broken.get("/api/v2/health/ready").json()["error"].startswith("the model")
+        response = broken.post("/api/classify", content=SEVEN, headers=PNG)
+        assert response.status_code == 503
+        assert error_of(response)["code"] == "model_load_error"
+        assert broken.get("/api/model").status_code == 503
     assert "failed to load" in caplog.text
 
 
@@ -489,11 +483,9 @@ def test_what_the_loaded_model_holds_is_frozen_out_of_the_collector(tiny_model_f
     """A full garbage collection walks every tracked object: ~100 ms with torch and the model
     loaded, a stall of every request in flight. The app freezes what loading left behind."""
     gc.unfreeze()
-    model_loader.reset_cache()
     try:
-        with TestClient(create_app(settings_for(tiny_model_files))) as fresh:
+        with TestClient(create_app(settings_for(tiny_model_files), ModelRegistry())) as fresh:
             assert fresh.get("/api/health/ready").status_code == 200
             assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
-        model_loader.reset_cache()

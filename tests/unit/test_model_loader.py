@@ -120,28 +120,42 @@ def test_input_conversion_follows_the_manifest(tiny):
     assert y[0, 0, 5, 0] == -1.0 and y[0, 0, 0, 5] == 1.0  # transposed, then inverted
 
 
-def test_cached_loader_loads_once_across_threads(tiny, monkeypatch):
+def test_registry_loads_once_across_threads(tiny, monkeypatch):
     model_path, manifest_path = tiny
-    monkeypatch.setenv("EMNIST_EDGE_MODEL_PATH", str(model_path))
-    monkeypatch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(manifest_path))
-    monkeypatch.setenv("EMNIST_EDGE_TORCH_THREADS", "1")
+    spec = model_loader.ModelSpec(model_path, manifest_path, threads=1)
     calls = []
     real = model_loader.load_model
     monkeypatch.setattr(model_loader, "load_model", lambda *a: calls.append(a) or real(*a))
     torch.set_num_threads(2)
-    model_loader.reset_cache()
-    try:
-        results = []
-        threads = [threading.Thread(target=lambda: results.append(model_loader.get_model()))
-                   for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(calls) == 1
-        assert all(r is results[0] for r in results)
-        assert model_loader.is_loaded()
-        results[0].probabilities(np.zeros((1, 28, 28), dtype=np.uint8))
-        assert torch.get_num_threads() == 1
-    finally:
-        model_loader.reset_cache()
+    registry = model_loader.ModelRegistry()
+    assert registry.loaded(spec) is None
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(registry.get(spec)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert all(r is results[0] for r in results)
+    assert registry.loaded(spec) is results[0]
+    results[0].probabilities(np.zeros((1, 28, 28), dtype=np.uint8))
+    assert torch.get_num_threads() == 1
+
+
+def test_registry_keys_models_by_spec(tiny, tmp_path):
+    """Two specs, two models: a registry never serves one path's model for another's."""
+    model_path, manifest_path = tiny
+    torch.manual_seed(1)
+    other = write_model(EdgeNet((2, 2, 2), 4), tmp_path / "other", LABELS)[:2]
+    registry = model_loader.ModelRegistry()
+    first = registry.get(model_loader.ModelSpec(model_path, manifest_path))
+    second = registry.get(model_loader.ModelSpec(*other))
+    assert first is not second
+    assert second.path == other[0] and first.path == model_path
+
+
+def test_spec_of_settings(settings):
+    spec = model_loader.ModelSpec.of(settings)
+    assert (spec.model_path, spec.manifest_path) == (settings.model_path, settings.manifest_path)
+    assert spec.threads == max(1, settings.torch_threads)

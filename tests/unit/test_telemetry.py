@@ -15,11 +15,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from functions.http_api import create_app
-from shared import model_loader
 from shared.batch import process_batch
 from shared.config import Settings
+from shared.local_files import LocalFileSource, LocalResultSink
 from shared.model_loader import load_model
-from shared.storage import LocalFileSource, LocalResultSink
 from shared.telemetry import Telemetry
 from tests.payloads import PNG_7, ink, npy_bytes
 
@@ -46,17 +45,15 @@ def points(reader: InMemoryMetricReader) -> dict[str, list]:
     return found
 
 
-def test_requests_record_metrics_and_spans(recorded, tiny_model_files):
+def test_requests_record_metrics_and_spans(recorded, tiny_model_files, models):
     telemetry, reader, spans = recorded
     settings = dataclasses.replace(Settings.from_env(), model_path=tiny_model_files[0],
                                    manifest_path=tiny_model_files[1], torch_threads=1)
-    model_loader.reset_cache()
-    with TestClient(create_app(settings, telemetry)) as client:
+    with TestClient(create_app(settings, models, telemetry)) as client:
         assert client.post("/api/classify", content=PNG_7,
                            headers={"Content-Type": "image/png"}).status_code == 200
         assert client.post("/api/classify", content=b"not an image",
                            headers={"Content-Type": "image/png"}).status_code == 400
-    model_loader.reset_cache()
 
     found = points(reader)
     requests = {(p.attributes["http.route"], p.attributes["http.response.status_code"]): p.value

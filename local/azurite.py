@@ -3,7 +3,7 @@
 Azurite comes from npm, installed project-locally (``npm ci`` reads package.json and
 package-lock.json at the repository root). Tests, the local run command and load tests start
 their own: the blob service only (the batch path needs no queue; Event Grid's role is played by
-``shared.poller``), by default on a port the OS picks (``--blobPort 0``, read back from
+``local.poller``), by default on a port the OS picks (``--blobPort 0``, read back from
 Azurite's own "listens on" line, so parallel runs never race for a port), with its data in a
 temporary folder. It is stopped by its PID.
 """
@@ -27,9 +27,10 @@ from pathlib import Path
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
+from functions.storage import blob_service, quiet_sdk_http_logging
+from local.poller import BatchPoller
 from shared.config import REPO_ROOT, Settings
-from shared.poller import BatchPoller
-from shared.storage import blob_service, quiet_sdk_http_logging
+from shared.model_loader import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +170,14 @@ class LocalBatchStack:
 
 
 def start_local_batch_stack(
-    settings: Settings, location: Path | None = None, port: int = 0
+    settings: Settings, models: ModelRegistry, location: Path | None = None, port: int = 0
 ) -> LocalBatchStack:
     """Start Azurite and the poller in the background (for the local run command)."""
     azurite = start_azurite(
         location, containers=(settings.batch_container, settings.results_container), port=port
     )
     try:
-        poller = BatchPoller(blob_service(settings, azurite.connection_string), settings)
+        poller = BatchPoller(blob_service(settings, azurite.connection_string), settings, models)
         poller.start()
     except BaseException:
         azurite.stop()
@@ -185,9 +186,9 @@ def start_local_batch_stack(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m shared.azurite``: the local batch side on its own, until Ctrl-C."""
+    """``python -m local.azurite``: the local batch side on its own, until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m shared.azurite",
+        prog="python -m local.azurite",
         description="Start Azurite with the batches and results containers, and process each "
         "blob uploaded to batches as the blob trigger does in Azure.",
     )
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     quiet_sdk_http_logging()
     settings = Settings.from_env()
-    stack = start_local_batch_stack(settings, args.location, args.port)
+    stack = start_local_batch_stack(settings, ModelRegistry(), args.location, args.port)
     print(f"Azurite blob service: {stack.azurite.blob_endpoint}\n"
           f"connection string: {stack.connection_string}\n"
           f"upload batches to container {settings.batch_container!r}; results appear in "

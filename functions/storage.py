@@ -1,6 +1,7 @@
-"""Blob storage and local folders as batch sources and result sinks.
+"""Blob storage as a batch source and a result sink: the Azure adapter of ``shared.batch``.
 
-Client creation lives here only. The connection follows the Functions host's own settings for
+Client creation lives here only; each entry point creates its client once and passes it down
+(one HTTP connection pool per process). The connection follows the Functions host's own settings for
 ``AzureWebJobsStorage``, so the trigger and this code always talk to the same account: a
 connection string (locally Azurite, e.g. ``UseDevelopmentStorage=true``) or, in Azure,
 identity-based (``AzureWebJobsStorage__blobServiceUri`` plus ``DefaultAzureCredential``, which
@@ -10,24 +11,19 @@ uses the user-assigned managed identity named by ``AzureWebJobsStorage__clientId
 from __future__ import annotations
 
 import io
-import json
 import logging
-import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
-from shared.batch import Outcome, SourceInfo, process_batch
+from shared.batch import Outcome, SourceInfo, decode_marker, encode_document, process_batch
 from shared.config import Settings
-from shared.model_loader import LoadedModel, get_model
+from shared.model_loader import LoadedModel
 
 # Bytes per ranged GET while streaming a blob (the first GET too, which the SDK would otherwise
 # make 32 MiB): fewer round trips than its 4 MiB chunks, and a small, fixed amount of memory.
@@ -54,29 +50,17 @@ class StorageNotConfigured(RuntimeError):
 
 def blob_service(settings: Settings, connection_string: str | None = None) -> BlobServiceClient:
     """The account's client: from an explicit connection string, else from the host settings.
-
-    Cached per connection, so every invocation in a worker shares one HTTP connection pool.
-    """
-    return _service(
-        connection_string or settings.storage_connection_string,
-        settings.storage_blob_uri,
-        settings.storage_client_id,
-    )
-
-
-@lru_cache(maxsize=8)
-def _service(
-    connection_string: str | None, blob_uri: str | None, client_id: str | None
-) -> BlobServiceClient:
+    Build it once per process and pass it on: it holds the HTTP connection pool."""
+    connection_string = connection_string or settings.storage_connection_string
     options = {"max_single_get_size": DOWNLOAD_CHUNK_BYTES,
                "max_chunk_get_size": DOWNLOAD_CHUNK_BYTES}
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string, **options)
-    if blob_uri:
+    if settings.storage_blob_uri:
         from azure.identity import DefaultAzureCredential  # only identity-based needs it
 
-        credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-        return BlobServiceClient(blob_uri, credential=credential, **options)
+        credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
+        return BlobServiceClient(settings.storage_blob_uri, credential=credential, **options)
     raise StorageNotConfigured(
         "no storage configured: set AzureWebJobsStorage (a connection string, e.g. "
         "UseDevelopmentStorage=true for Azurite) or AzureWebJobsStorage__blobServiceUri"
@@ -86,17 +70,14 @@ def _service(
 def process_blob(
     blob: BlobClient,
     settings: Settings,
-    *,
-    service: BlobServiceClient | None = None,
-    model: LoadedModel | None = None,
+    service: BlobServiceClient,
+    model: LoadedModel,
     top_k: int | None = None,
 ) -> Outcome:
     """Process one blob of the batches container into the results container (the trigger's,
     the CLI's and the poller's one call); ``top_k`` as ``process_batch`` takes it."""
-    service = service or blob_service(settings)
     sink = BlobResultSink(service.get_container_client(settings.results_container))
-    return process_batch(BlobSource(blob), sink, settings, model or get_model(settings),
-                         top_k=top_k)
+    return process_batch(BlobSource(blob), sink, settings, model, top_k=top_k)
 
 
 def quoted_etag(etag: str) -> str:
@@ -154,11 +135,11 @@ class BlobResultSink:
             data = self._container.get_blob_client(name).download_blob().readall()
         except ResourceNotFoundError:
             return None
-        return _parse_marker(data)
+        return decode_marker(data)
 
     def write_json(self, name: str, document: dict[str, Any]) -> None:
         self._container.get_blob_client(name).upload_blob(
-            _dump(document), overwrite=True, content_settings=JSON_CONTENT
+            encode_document(document), overwrite=True, content_settings=JSON_CONTENT
         )
 
     def open_csv(self, name: str) -> _BlockUpload:
@@ -188,87 +169,3 @@ class _BlockUpload:
 
     def abort(self) -> None:
         """Nothing to undo: uncommitted blocks are never visible and storage discards them."""
-
-
-class LocalFileSource:
-    """A local file. Its etag is its modification time and size (as web servers make theirs):
-    a rewritten file gets a new one, and nothing has to read the whole file to tell."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def describe(self) -> SourceInfo | None:
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return None
-        return SourceInfo(self._path.name, f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
-                          stat.st_size)
-
-    @contextmanager
-    def open(self, info: SourceInfo) -> Iterator[BinaryIO]:
-        with open(self._path, "rb") as stream:
-            yield stream
-
-
-class LocalResultSink:
-    """Results as files of one folder, each written to a temporary file beside it and moved
-    into place with ``os.replace`` (atomic on one file system)."""
-
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
-
-    def read_json(self, name: str) -> dict[str, Any] | None:
-        try:
-            return _parse_marker(self._path(name).read_bytes())
-        except FileNotFoundError:
-            return None
-
-    def write_json(self, name: str, document: dict[str, Any]) -> None:
-        upload = _FileUpload(self._path(name))
-        upload.write(_dump(document))
-        upload.commit()
-
-    def open_csv(self, name: str) -> _FileUpload:
-        return _FileUpload(self._path(name))
-
-    def delete(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
-
-    def _path(self, name: str) -> Path:
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise ValueError(f"a local result name must be a plain file name, not {name!r}")
-        return self._folder / name
-
-
-class _FileUpload:
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                                 suffix=".tmp")
-        self._temporary = Path(temporary)
-        self._file = os.fdopen(descriptor, "wb")
-
-    def write(self, data: bytes) -> None:
-        self._file.write(data)
-
-    def commit(self) -> None:
-        self._file.close()
-        os.replace(self._temporary, self._path)
-
-    def abort(self) -> None:
-        self._file.close()
-        self._temporary.unlink(missing_ok=True)
-
-
-def _dump(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _parse_marker(data: bytes) -> dict[str, Any] | None:
-    """A summary or error document; anything unreadable counts as absent (so it is redone)."""
-    try:
-        document = json.loads(data)
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None

@@ -1,6 +1,7 @@
-"""Local server: ``python -m functions.serve [--host H] [--port P] [--workers N] [--batch]``.
+"""Local server: ``python -m local.serve [--host H] [--port P] [--workers N] [--batch]``.
 
-Runs the very app that Azure Functions hosts (``functions.http_api:app``) under uvicorn. The
+Runs the very app that Azure Functions hosts (``functions.http_api.create_app``) under uvicorn,
+each worker process building its own (``local.app.create``). The
 app's lifespan loads and warms the model before uvicorn opens its socket, so by the time
 "Uvicorn running on ..." is logged the first request is as fast as any. Defaults come from the
 settings (EMNIST_EDGE_HOST / _PORT / _WORKERS); each worker process loads its own model.
@@ -22,9 +23,9 @@ from uvicorn.supervisors import Multiprocess
 from shared.config import PREFIX, Settings
 
 if TYPE_CHECKING:
-    from shared.azurite import LocalBatchStack
+    from local.azurite import LocalBatchStack
 
-APP = "functions.http_api:app"
+APP = "local.app:create"
 
 log = logging.getLogger("emnist_edge.serve")
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     # The local server serves /metrics unless told not to: its workers read this at start.
     os.environ.setdefault(PREFIX + "METRICS", "1")
     settings = Settings.from_env()
-    parser = argparse.ArgumentParser(prog="python -m functions.serve", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m local.serve", description=__doc__)
     parser.add_argument("--host", default=settings.host, help="default: %(default)s")
     parser.add_argument("--port", type=int, default=settings.port, help="default: %(default)s")
     parser.add_argument("--workers", type=int, default=settings.workers,
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings.metrics:
         log.info("metrics in Prometheus text format at %s/metrics (EMNIST_EDGE_METRICS=0 turns "
                  "them off)", url)
-    config = uvicorn.Config(APP, host=args.host, port=args.port, workers=args.workers,
-                            access_log=args.access_log, log_level="info")
+    config = uvicorn.Config(APP, factory=True, host=args.host, port=args.port,
+                            workers=args.workers, access_log=args.access_log, log_level="info")
     stack = start_batch_side(settings, args.batch_port) if args.batch else None
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: with the default
     # handler that ends the process on the spot, before Azurite is stopped below.
@@ -85,11 +86,12 @@ def start_batch_side(settings: Settings, port: int) -> LocalBatchStack:
     """Azurite and the poller: the local stand-in for Storage, Event Grid and the blob trigger.
     Imported here: the poller brings torch, which a process that only supervises uvicorn's
     workers would otherwise load for nothing (~250 MiB, ~0.8 s of every start)."""
-    from shared.azurite import start_local_batch_stack
-    from shared.storage import quiet_sdk_http_logging
+    from functions.storage import quiet_sdk_http_logging
+    from local.azurite import start_local_batch_stack
+    from shared.model_loader import ModelRegistry
 
     quiet_sdk_http_logging()
-    stack = start_local_batch_stack(settings, port=port)
+    stack = start_local_batch_stack(settings, ModelRegistry(), port=port)
     log.info("batches: upload blobs to container %r at %s (connection string: %s); results "
              "appear in %r", settings.batch_container, stack.azurite.blob_endpoint,
              stack.connection_string, settings.results_container)

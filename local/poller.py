@@ -2,9 +2,9 @@
 
 Azure tells the blob trigger about each upload; Azurite has no Event Grid, so locally a thread
 lists the container every few seconds and hands each blob whose etag it has not yet handled to
-``storage.process_blob``, the very call the trigger makes. The etags it remembers only save
-work: ``process_batch`` is idempotent by etag anyway, so a restarted poller that sees every blob
-again rewrites nothing.
+``functions.storage.process_blob``, the very call the trigger makes. The etags it remembers only
+save work: ``process_batch`` is idempotent by etag anyway, so a restarted poller that sees every
+blob again rewrites nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import threading
 
 from azure.storage.blob import BlobServiceClient
 
+from functions.storage import process_blob, quoted_etag
 from shared.batch import Outcome
 from shared.config import Settings
-from shared.model_loader import LoadedModel, get_model
-from shared.storage import process_blob, quoted_etag
+from shared.model_loader import ModelRegistry, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,13 @@ class BatchPoller:
         self,
         service: BlobServiceClient,
         settings: Settings,
+        models: ModelRegistry,
         *,
-        model: LoadedModel | None = None,
         interval: float | None = None,
     ) -> None:
         self._service = service
         self._settings = settings
-        self._model = model
+        self._models = models
         self._interval = settings.batch_poll_s if interval is None else interval
         self._container = service.get_container_client(settings.batch_container)
         self._handled: dict[str, str] = {}
@@ -55,8 +55,8 @@ class BatchPoller:
                 continue
             try:
                 outcome = process_blob(
-                    self._container.get_blob_client(blob.name), self._settings,
-                    service=self._service, model=self._model or get_model(self._settings),
+                    self._container.get_blob_client(blob.name), self._settings, self._service,
+                    self._models.get(ModelSpec.of(self._settings)),
                 )
             except Exception:  # storage hiccups: one blob never holds up the others
                 log.exception("batch %s: failed, will retry on the next poll", blob.name)

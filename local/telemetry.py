@@ -1,6 +1,6 @@
 """The local server's OpenTelemetry SDK: Prometheus text at ``/metrics``, and OTLP when asked.
 
-Only the local server installs this (``EMNIST_EDGE_METRICS``, which ``python -m functions.serve``
+Only the local server installs this (``EMNIST_EDGE_METRICS``, which ``python -m local.serve``
 turns on); in Azure the Functions host and the Azure Monitor distro own telemetry. Each worker
 process has its own SDK and so its own ``/metrics``: with several workers a scrape sees the
 worker that accepted the connection (run one worker, ``EMNIST_EDGE_WORKERS=1``, for whole
