@@ -79,7 +79,7 @@ class Settings:
     # images of one request (or one batch item) together. 32 MiB is an 8-megapixel colour
     # image or a 32-megapixel grey one; 128 MiB four of them. A pixel count alone let a 91 KB
     # 16-bit PNG cost 1.7 s of CPU, and 64 of them fit in one request. What the costliest
-    # inputs within these limits take: python -m loadtests.hostile_bench (README, "Limits").
+    # inputs within these limits take: python -m bench.hostile (README, "Limits").
     max_decoded_bytes: int
     max_request_decoded_bytes: int
     # HTTP request limits: bytes of one request body (any content type), bytes of a JSON body

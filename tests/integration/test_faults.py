@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from functions.storage import QueueShards, blob_service, shard_queue
-from loadtests import server
+from local import server
 from local.azurite import is_installed, start_azurite
 from local.poller import BatchPoller
 from shared import batch as batch_module

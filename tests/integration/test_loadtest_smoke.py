@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.loadtest import POLL_S
 from loadtests import __main__ as loadtest
 from loadtests.gates import Figures, Gates, percentile
-from loadtests.local import POLL_S, STORAGE_VARIABLE
+from loadtests.settings import STORAGE_VARIABLE
 from local import azurite
 from shared.config import Settings
 from shared.model_loader import ModelRegistry

@@ -1,4 +1,4 @@
-"""Batch benchmark: ``python -m loadtests.bench_batch`` prints throughput and peak memory.
+"""Batch benchmark: ``python -m bench.batch`` prints throughput and peak memory.
 
 In one run, against an Azurite it starts itself and with the model the service loads:
 
@@ -93,7 +93,7 @@ class Measurement:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_batch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idx-items", type=int, default=100_000)
     parser.add_argument("--png-items", type=int, default=10_000)
@@ -250,7 +250,7 @@ def _child_memory(batch: Path, work: Path) -> dict[str, float]:
     """Memory (MB) of a fresh process that loads the model and processes ``batch``."""
     out = work / "rss-out"
     out.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "loadtests.bench_batch", "--rss-child", str(batch), str(out)]
+    command = [sys.executable, "-m", "bench.batch", "--rss-child", str(batch), str(out)]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
