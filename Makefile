@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EMNIST_DIR ?= $(abspath ../shared/emnist)
 export EMNIST_DIR
 
-.PHONY: setup run browser test lint bench bench-hostile coldstart evaluate train package clean \
+.PHONY: setup run browser test lint bench bench-hostile bench-fanout coldstart evaluate train package clean \
 	loadtest loadtest-smoke \
 	loadtest-capacity
 
@@ -47,7 +47,14 @@ test: setup lint browser
 bench: setup
 	$(PY) -m bench.report
 	$(PY) -m bench.hostile
+	$(PY) -m bench.fanout
 	$(PY) infra/coldstart.py
+
+# Large batches in place against fanned out over 1 and 2 worker processes, through Azurite:
+# a 100,000-PNG zip and a 1,000,000-image IDX file (artifacts/bench/fanout.json; a few
+# minutes); part of `make bench`.
+bench-fanout: setup
+	$(PY) -m bench.fanout
 
 # The costliest inputs within the limits, each in a fresh process: CPU time and peak memory
 # next to the budget README states (artifacts/bench/hostile.json); part of `make bench`.

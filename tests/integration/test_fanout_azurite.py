@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import time
 import uuid
 from functools import partial
@@ -16,7 +18,7 @@ from functions.storage import QueueShards, blob_service, process_blob, shard_que
 from local import shard_workers
 from local.azurite import start_local_batch_stack
 from local.shard_workers import ShardWorker
-from shared.config import Settings
+from shared.config import REPO_ROOT, Settings
 from shared.model_loader import ModelRegistry, ModelSpec
 from shared.shards import ShardMessage
 from tests.conftest import STROKES, draw_character
@@ -182,3 +184,22 @@ def test_the_local_stack_fans_out_over_worker_processes(tiny_model_files, monkey
     finally:
         stack.stop()
     assert all(not process.is_alive() for process in stack.workers)
+
+
+def test_the_status_command_follows_a_running_batch(azurite, settings, service, model, worker):
+    name = f"f-{uuid.uuid4().hex[:8]}/a.npy"
+    blob = upload(service, settings, name, npy_bytes(ink(20)))
+    submit(blob, settings, service, azurite, model)
+    worker.poll_once()
+
+    def status() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "shared", "status", name, "--connection-string",
+             azurite.connection_string], cwd=REPO_ROOT, capture_output=True, text=True,
+            timeout=60, check=True)
+        return json.loads(done.stdout)
+
+    running = status()
+    assert (running["status"], running["shards"], running["shards_done"]) == ("running", 4, 1)
+    drain(worker)
+    assert status()["status"] == "processed"
