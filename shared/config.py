@@ -170,9 +170,6 @@ class Settings:
     # indexed as a function), and the page asks its visitor for a key instead.
     public_demo: bool
     demo_max_bytes: int
-    # The function key that clients of this repository (the load tests) send as
-    # x-functions-key to a deployed app; the app never checks it, the Functions host does.
-    function_key: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -218,5 +215,4 @@ class Settings:
             instance=_host_setting("WEBSITE_INSTANCE_ID") or socket.gethostname(),
             public_demo=_bool("PUBLIC_DEMO", True),
             demo_max_bytes=_int("DEMO_MAX_BYTES", 1024 * 1024),
-            function_key=_str("FUNCTION_KEY", "") or None,
         )
