@@ -50,7 +50,9 @@ def batch_stack(wanted: bool) -> Iterator[None]:
         log.warning("Azurite is not installed (npm ci): the batch users are left out")
         yield
         return
-    settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S)
+    # The load test's batches are small (processed in place): no shard workers, whose start
+    # (torch, in each) would only compete with the server for the cores under measurement.
+    settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S, batch_workers=0)
     stack = azurite.start_local_batch_stack(settings, ModelRegistry())
     os.environ[STORAGE_VARIABLE] = stack.connection_string  # this process exits after the run
     try:

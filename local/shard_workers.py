@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from functions.storage import blob_service, shard_parts, shard_queue
+from functions.storage import blob_service, quiet_sdk_http_logging, shard_parts, shard_queue
 from shared.config import Settings
 from shared.errors import InvalidBatch
 from shared.model_loader import ModelRegistry, ModelSpec
@@ -91,6 +91,7 @@ class ShardWorker:
 def _worker_main(connection_string: str, poll_s: float) -> None:
     """A worker process's root: settings read here, once."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    quiet_sdk_http_logging()
     settings = replace(Settings.from_env(), storage_connection_string=connection_string,
                        batch_poll_s=poll_s)
     stop = threading.Event()
