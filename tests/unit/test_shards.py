@@ -66,13 +66,27 @@ FORMATS = {
 }
 
 
-def run_all(path: Path, out: Path, settings: Settings, model,
-            order=None) -> str:
+@dataclasses.dataclass
+class Planned:
+    """A local batch submitted with its shards queued in memory."""
+
+    source: LocalFileSource
+    sink: LocalResultSink
+    queue: MemoryQueue
+    messages: list[ShardMessage]
+
+
+def planned(path: Path, out: Path, settings: Settings, model) -> Planned:
     queue = MemoryQueue()
     source, sink = LocalFileSource(path), LocalResultSink(out)
-    outcome = submit_batch(source, sink, queue, settings, model)
-    assert outcome.status == "planned"
-    messages = [ShardMessage.decode(text) for text in queue.messages]
+    assert submit_batch(source, sink, queue, settings, model).status == "planned"
+    return Planned(source, sink, queue, [ShardMessage.decode(t) for t in queue.messages])
+
+
+def run_all(path: Path, out: Path, settings: Settings, model,
+            order=None) -> str:
+    batch = planned(path, out, settings, model)
+    source, sink, messages = batch.source, batch.sink, batch.messages
     statuses = [run_shard(messages[i], source, sink, settings, model, instance=INSTANCE)
                 for i in (order or range(len(messages)))]
     return statuses[-1]
@@ -142,9 +156,8 @@ def test_skipped_and_failed_members_fail_alone(tmp_path, settings, model):
 def test_a_redelivered_message_restages_the_same_blocks(tmp_path, settings, model):
     path = tmp_path / "b.npy"
     path.write_bytes(FORMATS["npy"]())
-    queue = MemoryQueue()
-    source, sink = LocalFileSource(path), LocalResultSink(tmp_path)
-    submit_batch(source, sink, queue, settings, model)
+    batch = planned(path, tmp_path, settings, model)
+    source, sink, queue = batch.source, batch.sink, batch.queue
     first = ShardMessage.decode(queue.messages[0])
     assert run_shard(first, source, sink, settings, model, instance=INSTANCE) == "done"
     assert run_shard(first, source, sink, settings, model, instance=INSTANCE) == "recorded"
@@ -157,9 +170,8 @@ def test_two_finishers_and_a_finisher_that_died_write_the_same_bytes(tmp_path, s
                                                                      monkeypatch):
     path = tmp_path / "b.npy"
     path.write_bytes(FORMATS["npy"]())
-    queue = MemoryQueue()
-    source, sink = LocalFileSource(path), LocalResultSink(tmp_path)
-    submit_batch(source, sink, queue, settings, model)
+    batch = planned(path, tmp_path, settings, model)
+    source, sink, queue = batch.source, batch.sink, batch.queue
     plan = Plan.from_dict(sink.read_json(ShardNames("b.npy", "").plan))
     real_write = LocalResultSink.write_json
 
@@ -189,10 +201,9 @@ def test_two_finishers_and_a_finisher_that_died_write_the_same_bytes(tmp_path, s
 def test_a_poison_shard_reports_its_items_and_the_batch_finishes(tmp_path, settings, model):
     path = tmp_path / "b.zip"
     path.write_bytes(seven_zip(20))
-    queue = MemoryQueue()
-    source, sink = LocalFileSource(path), LocalResultSink(tmp_path)
-    submit_batch(source, sink, queue, settings, model)
-    messages = [ShardMessage.decode(text) for text in queue.messages]
+    batch = planned(path, tmp_path, settings, model)
+    source, sink = batch.source, batch.sink
+    messages = batch.messages
     for message in messages[:1] + messages[2:]:
         run_shard(message, source, sink, settings, model, instance=INSTANCE)
     assert batch_status(sink, "b.zip")["shards_done"] == 3
@@ -207,9 +218,8 @@ def test_a_poison_shard_reports_its_items_and_the_batch_finishes(tmp_path, setti
 def test_a_changed_source_abandons_the_old_plan(tmp_path, settings, model):
     path = tmp_path / "b.npy"
     path.write_bytes(FORMATS["npy"]())
-    queue = MemoryQueue()
-    source, sink = LocalFileSource(path), LocalResultSink(tmp_path)
-    submit_batch(source, sink, queue, settings, model)
+    batch = planned(path, tmp_path, settings, model)
+    source, sink, queue = batch.source, batch.sink, batch.queue
     path.write_bytes(npy_bytes(ink(21, seed=1)))  # a new version, its own event to come
     message = ShardMessage.decode(queue.messages[0])
     assert run_shard(message, source, sink, settings, model, instance=INSTANCE) == "abandoned"
@@ -219,10 +229,9 @@ def test_a_changed_source_abandons_the_old_plan(tmp_path, settings, model):
 def test_progress_while_running_then_the_summary(tmp_path, settings, model):
     path = tmp_path / "b.npy"
     path.write_bytes(FORMATS["npy"]())
-    queue = MemoryQueue()
-    source, sink = LocalFileSource(path), LocalResultSink(tmp_path)
-    submit_batch(source, sink, queue, settings, model)
-    messages = [ShardMessage.decode(text) for text in queue.messages]
+    batch = planned(path, tmp_path, settings, model)
+    source, sink = batch.source, batch.sink
+    messages = batch.messages
     run_shard(messages[0], source, sink, settings, model, instance=INSTANCE)
     status = batch_status(sink, "b.npy")
     assert (status["status"], status["shards"], status["shards_done"],
