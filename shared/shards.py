@@ -364,7 +364,7 @@ def run_shard(message: ShardMessage, source: BatchSource, sink: ResultSink, sett
     if sink.read_json(names.record(message.shard)) is None:
         shard = plan.shards[message.shard]
         telemetry = telemetry or Telemetry()
-        with telemetry.batch_span(f"{plan.batch}#{shard.index}", shard.count):
+        with telemetry.shard_span(plan.batch, shard.index, shard.count):
             record = _classify_shard(plan, shard, info, source, sink, settings, model,
                                      instance, telemetry)
         sink.write_json(names.record(shard.index), record)
