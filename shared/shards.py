@@ -257,21 +257,30 @@ def _zip_plan(source: BatchSource, info: SourceInfo, shard_items: int, limits: L
                 iso(datetime.now(UTC)))
 
 
-def _directory_records(directory: bytes) -> tuple[list[int], list[int], bool]:
-    """Where each central-directory record starts (within ``directory``), its member's local
-    header offset, and whether any member is named ``*.npy`` (an npz is read whole); stops at
-    the first record that is not one. A zip64 offset (a member past 4 GiB) stops it too:
-    batches are smaller, so such a directory is not what it claims."""
-    records, offsets, arrays, position = [], [], False, 0
+def _central_records(directory: bytes) -> Iterator[tuple[int, tuple, bytes]]:
+    """Each central-directory record: where it starts (within ``directory``), its fixed
+    fields, its raw name; stops at the first record that is not one."""
+    position = 0
     while position + CENTRAL_HEADER.size <= len(directory):
         fields = CENTRAL_HEADER.unpack_from(directory, position)
-        if fields[0] != CENTRAL_SIGNATURE or fields[16] == 0xFFFFFFFF:
+        if fields[0] != CENTRAL_SIGNATURE:
+            return
+        name_at = position + CENTRAL_HEADER.size
+        yield position, fields, directory[name_at : name_at + fields[10]]
+        position = name_at + fields[10] + fields[11] + fields[12]
+
+
+def _directory_records(directory: bytes) -> tuple[list[int], list[int], bool]:
+    """Where each record starts, its member's local header offset, and whether any member is
+    named ``*.npy`` (an npz is read whole). A zip64 offset (a member past 4 GiB) stops the
+    walk: batches are smaller, so such a directory is not what it claims."""
+    records, offsets, arrays = [], [], False
+    for position, fields, name in _central_records(directory):
+        if fields[16] == 0xFFFFFFFF:
             break
         records.append(position)
         offsets.append(fields[16])
-        name_at = position + CENTRAL_HEADER.size
-        arrays = arrays or directory[name_at : name_at + fields[10]].endswith(b".npy")
-        position += CENTRAL_HEADER.size + fields[10] + fields[11] + fields[12]
+        arrays = arrays or name.endswith(b".npy")
     return records, offsets, arrays
 
 
@@ -435,14 +444,20 @@ def _array_chunks(plan: Plan, shard: Shard, info: SourceInfo, source: BatchSourc
         yield record_chunk(data, first, dtype, what, plan.raw_orientation)
 
 
+def _directory_slice(shard: Shard, info: SourceInfo, source: BatchSource) -> bytes:
+    """A zip shard's records of the central directory."""
+    assert shard.directory is not None
+    start, end = shard.directory
+    return source.read_range(info, start, end - start)
+
+
 def _zip_view(shard: Shard, info: SourceInfo, source: BatchSource) -> SplicedFile:
     """The shard as a zip of its own: its members' bytes, its slice of the central directory,
     and an end record whose directory offset makes zipfile find each member where it is in
     this view (zipfile shifts every offset by where the directory turns out to be)."""
-    assert shard.data is not None and shard.directory is not None
+    assert shard.data is not None
     data_start, data_end = shard.data
-    directory = source.read_range(info, shard.directory[0],
-                                  shard.directory[1] - shard.directory[0])
+    directory = _directory_slice(shard, info, source)
     end = EOCD.pack(EOCD_SIGNATURE, 0, 0, shard.count, shard.count, len(directory), data_end, 0)
     return SplicedFile([
         SourceSegment(lambda at, n: source.read_range(info, at, n), data_start,
@@ -563,20 +578,10 @@ def _item_ids(plan: Plan, shard: Shard, info: SourceInfo,
               source: BatchSource) -> list[str | int]:
     if plan.format != "zip":
         return list(range(shard.first, shard.first + shard.count))
-    assert shard.directory is not None
-    directory = source.read_range(info, shard.directory[0],
-                                  shard.directory[1] - shard.directory[0])
-    ids: list[str | int] = []
-    position = 0
-    while position + CENTRAL_HEADER.size <= len(directory):
-        fields = CENTRAL_HEADER.unpack_from(directory, position)
-        raw = directory[position + CENTRAL_HEADER.size:
-                        position + CENTRAL_HEADER.size + fields[10]]
-        name = raw.decode("utf-8" if fields[3] & NAME_FLAG_UTF8 else "cp437", "replace")
-        if not name.endswith("/"):
-            ids.append(safe_text(name))
-        position += CENTRAL_HEADER.size + fields[10] + fields[11] + fields[12]
-    return ids
+    directory = _directory_slice(shard, info, source)
+    names = (raw.decode("utf-8" if fields[3] & NAME_FLAG_UTF8 else "cp437", "replace")
+             for _, fields, raw in _central_records(directory))
+    return [safe_text(name) for name in names if not name.endswith("/")]
 
 
 # --- progress ------------------------------------------------------------------------------
