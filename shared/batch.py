@@ -333,10 +333,7 @@ def _classify_to_csv(
                 telemetry.chunk((time.perf_counter_ns() - started_ns) / 1e6)
                 progress.update(writer.items)
         if writer.items == 0:
-            raise InvalidBatch(
-                f"the batch holds no images ({reader.skipped} archive entries skipped as not "
-                "images)" if reader.skipped else "the batch holds no images"
-            )
+            raise no_images(reader.skipped)
         writer.close()
         upload.commit()
     except BaseException:
@@ -455,6 +452,12 @@ class ResultWriter:
             self._upload.write(data)
         self._text.seek(0)
         self._text.truncate()
+
+
+def no_images(skipped: int) -> InvalidBatch:
+    """The error of a batch that turned out to hold no image at all."""
+    return InvalidBatch(f"the batch holds no images ({skipped} archive entries skipped as not "
+                        "images)" if skipped else "the batch holds no images")
 
 
 def csv_header(top_k: int) -> list[str]:

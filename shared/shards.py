@@ -51,6 +51,7 @@ from shared.batch import (
     existing_result,
     fail_batch,
     iso,
+    no_images,
     process_batch,
 )
 from shared.batch_formats import (
@@ -82,6 +83,9 @@ HEAD_BYTES = 4096  # enough for any npy header a batch can have, and an IDX head
 # A zip shard's own end record counts its entries in 16 bits.
 MAX_ZIP_SHARD = 0xFFFF
 NAME_FLAG_UTF8 = 0x800
+# What a shard message may carry: a blob's name (Azure allows 1,024 characters) and its etag.
+MAX_BLOB_NAME = 1024
+MAX_ETAG = 256
 
 
 class ShardQueue(Protocol):
@@ -146,12 +150,18 @@ class ShardMessage:
 
     @classmethod
     def decode(cls, text: str) -> ShardMessage:
-        """A message this module wrote; anything else is refused with InvalidBatch."""
+        """A message this module wrote; anything else is refused with InvalidBatch (a blob
+        name is 1 to 1,024 characters, an etag a short quoted string, a shard a count)."""
         try:
             document = json.loads(text)
-            return cls(str(document["batch"]), str(document["etag"]), int(document["shard"]))
-        except (ValueError, KeyError, TypeError) as exc:
+            message = cls(document["batch"], document["etag"], document["shard"])
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise InvalidBatch(f"not a shard message: {text[:200]!r}") from exc
+        if not (isinstance(message.batch, str) and 0 < len(message.batch) <= MAX_BLOB_NAME
+                and isinstance(message.etag, str) and 0 < len(message.etag) <= MAX_ETAG
+                and type(message.shard) is int and message.shard >= 0):
+            raise InvalidBatch(f"not a shard message: {text[:200]!r}")
+        return message
 
 
 @dataclass(frozen=True)
@@ -353,7 +363,12 @@ def _current_plan(source: BatchSource, sink: ResultSink,
     if document is None or document.get("etag") != message.etag or info is None \
             or info.etag != message.etag:
         return None
-    return Plan.from_dict(document), info
+    plan = Plan.from_dict(document)
+    if not 0 <= message.shard < len(plan.shards):
+        log.error("shard %d of %s does not exist (the plan has %d): dropped", message.shard,
+                  message.batch, len(plan.shards))
+        return None
+    return plan, info
 
 
 def run_shard(message: ShardMessage, source: BatchSource, sink: ResultSink, settings: Settings,
@@ -485,9 +500,7 @@ def finish(plan: Plan, info: SourceInfo, sink: ResultSink, model: LoadedModel) -
     items = sum(record["items"] for record in records)
     if failure is None and items == 0:
         skipped = sum(record["skipped"] for record in records)
-        failure = InvalidBatch(
-            f"the batch holds no images ({skipped} archive entries skipped as not images)"
-        ).to_dict()
+        failure = no_images(skipped).to_dict()
     if failure is not None:
         error = EmnistEdgeError(failure["message"])
         error.code = failure["code"]

@@ -10,20 +10,24 @@ import csv
 import dataclasses
 import gzip
 import io
+import json
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from shared.batch import SourceInfo, process_batch
 from shared.config import Settings
+from shared.errors import InvalidBatch
 from shared.idx import uint8_header
 from shared.local_files import LocalResultSink
 from shared.model_loader import load_model
+from shared.shards import ShardMessage, fail_shard, run_shard, submit_batch
 from tests.payloads import (
     JPEG_L,
     PNG_7,
@@ -86,6 +90,9 @@ class BytesSource:
     @contextmanager
     def open(self, info: SourceInfo) -> Iterator[io.RawIOBase]:
         yield NonSeekable(self._data, piece=4096)
+
+    def read_range(self, info: SourceInfo, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length]
 
 
 def _images_zip(compression: int) -> bytes:
@@ -253,3 +260,76 @@ def test_hostile_batch(make, expected, tmp_path, settings, model):
     good = process_batch(_bytes_source(npy_bytes(ink(3)), "good.npy"), LocalResultSink(after),
                          settings, model)
     assert (good.status, good.document["items"]) == ("processed", 3)
+
+
+@pytest.mark.parametrize(("make", "expected"), [row[1:] for row in ROWS],
+                         ids=[row[0] for row in ROWS])
+def test_hostile_batch_fanned_out(make, expected, tmp_path, settings, model):
+    """Every row again with shards of one item: whatever the planner splits (a zip of two
+    entries and more, an IDX or npy of two images and more) ends exactly as in place, and
+    whatever it cannot split safely (a directory that lies, members out of order or sharing
+    data, gzip, tar, npz) is processed in place."""
+    data = make()
+    in_place, fanned = tmp_path / "in-place", tmp_path / "fanned"
+    in_place.mkdir()
+    fanned.mkdir()
+    expected_outcome = process_batch(_bytes_source(data), LocalResultSink(in_place), settings,
+                                     model)
+    sent: list[str] = []
+    source, sink = _bytes_source(data), LocalResultSink(fanned)
+    sharded = dataclasses.replace(settings, batch_shard_items=1)
+    outcome = submit_batch(source, sink, SimpleNamespace(send=sent.extend), sharded, model)
+    for text in sent:
+        run_shard(ShardMessage.decode(text), source, sink, sharded, model, instance="i")
+    assert sorted(p.name for p in fanned.iterdir()) == sorted(p.name for p in in_place.iterdir())
+    if isinstance(expected, Refused):
+        error = json.loads((fanned / "attack.error.json").read_text())
+        assert error["code"] == expected.code == expected_outcome.document["code"]
+    else:
+        assert (fanned / "attack.csv").read_bytes() == (in_place / "attack.csv").read_bytes()
+    assert outcome.status in ("planned", expected_outcome.status)
+
+
+@pytest.mark.parametrize("message", [
+    "", "not json", "{}", "[]", "null", '"a string"', '{"batch": "attack", "etag": "x"}',
+    '{"batch": "attack", "etag": "x", "shard": "1; DROP TABLE"}',
+    '{"batch": "attack", "etag": "x", "shard": 1.5}',
+    '{"batch": "attack", "etag": "x", "shard": true}',
+    '{"batch": "attack", "etag": "x", "shard": -1}',
+    '{"batch": "", "etag": "x", "shard": 0}',
+    '{"batch": ["attack"], "etag": "x", "shard": 0}',
+    '{"batch": "attack", "etag": null, "shard": 0}',
+    '{"batch": "' + "a" * 1025 + '", "etag": "x", "shard": 0}',
+    '{"batch": "attack", "etag": "' + "e" * 257 + '", "shard": 0}',
+    "[" * 60_000 + "]" * 60_000,  # nested deeper than the parser recurses (64 KiB)
+])
+def test_messages_that_are_not_shard_messages_are_refused(message):
+    """What a queue consumer drops at once instead of retrying (the trigger logs it)."""
+    with pytest.raises(InvalidBatch):
+        ShardMessage.decode(message)
+
+
+@pytest.mark.parametrize("change", ["index -1", "index past the end", "index huge",
+                                    "another version", "another batch"])
+def test_shard_messages_that_name_no_current_shard_are_dropped(change, tmp_path, settings,
+                                                                model):
+    """A forged or stale message reads nothing and writes nothing: the batch it names is not
+    touched, and the batch's real shards still finish it."""
+    data = npy_bytes(ink(6))
+    sent: list[str] = []
+    source, sink = _bytes_source(data), LocalResultSink(tmp_path)
+    sharded = dataclasses.replace(settings, batch_shard_items=2)
+    submit_batch(source, sink, SimpleNamespace(send=sent.extend), sharded, model)
+    real = ShardMessage.decode(sent[0])
+    forged = {"index -1": dataclasses.replace(real, shard=-1),
+              "index past the end": dataclasses.replace(real, shard=3),
+              "index huge": dataclasses.replace(real, shard=10**12),
+              "another version": dataclasses.replace(real, etag='"0xother"'),
+              "another batch": dataclasses.replace(real, batch="elsewhere.npy")}[change]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert run_shard(forged, source, sink, sharded, model, instance="i") == "abandoned"
+    assert fail_shard(forged, source, sink, model, instance="i") == "abandoned"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    for text in sent:
+        run_shard(ShardMessage.decode(text), source, sink, sharded, model, instance="i")
+    assert json.loads((tmp_path / "attack.summary.json").read_text())["items"] == 6
