@@ -95,7 +95,7 @@ def measure(path: Path, settings: Settings, connection: str, worker_counts: list
         seconds = done - started
         entry = {"workers": workers, "seconds": round(seconds, 2),
                  "items_per_s": round(summary["items"] / seconds, 1),
-                 "shards": summary["shards"], "instances": summary["instances"],
+                 "shards": summary.get("shards", 1), "instances": summary.get("instances", 1),
                  "worker_peak_mb": [round(p, 1) for p in peaks]}
         entry["ratio_to_in_place"] = round(entry["items_per_s"]
                                            / figures["in_place"]["items_per_s"], 2)
