@@ -54,8 +54,9 @@ def _path(name: str, default: Path) -> Path:
 
 
 def _host_setting(name: str) -> str | None:
-    """A Functions host setting, read verbatim (no prefix): the trigger and this code must agree
-    on one storage connection, so both read the host's own names."""
+    """A platform setting, read verbatim (no prefix): the Functions host and this code must agree
+    on one storage connection, Application Insights' agents and this code on one destination, so
+    both read the platform's own names."""
     raw = os.environ.get(name)
     return raw.strip() if raw and raw.strip() else None
 
@@ -121,8 +122,8 @@ class Settings:
     # busy machine: 231 req/s with it, 237 without; a terminal costs more).
     access_log: bool
     # OpenTelemetry's SDK in this process with Prometheus text at /metrics (and OTLP where
-    # OTEL_EXPORTER_OTLP_ENDPOINT is set): the local server's own telemetry. Off by default
-    # (in Azure the host and the Azure Monitor distro own telemetry); python -m local.serve
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set): the local server's own telemetry. Off by default (in
+    # Azure, functions/azure_telemetry.py sends to Application Insights); python -m local.serve
     # turns it on unless this says 0.
     metrics: bool
     # Batches: the container the blob trigger watches and the one results go to.
@@ -148,6 +149,13 @@ class Settings:
     storage_connection_string: str | None
     storage_blob_uri: str | None
     storage_client_id: str | None
+    # Application Insights, under the platform's own names (function-app.bicep sets both): where
+    # the deployed app's telemetry goes, and how it signs in there: 'ClientId=<the user-assigned
+    # identity>;Authorization=AAD' (the resource takes Entra ID tokens only, its local auth is
+    # off). Unset, as in local runs and tests: nothing is sent to Azure
+    # (functions/azure_telemetry.py).
+    appinsights_connection_string: str | None
+    appinsights_authentication: str | None
     # The anonymous demo route of the drawing page (POST /api/demo/classify): one image of at most
     # demo_max_bytes, top 3, nothing to choose. In Azure every other POST needs a function key;
     # this one lets the public page work without one. Off, the route is not served (and not
@@ -194,6 +202,8 @@ class Settings:
             storage_connection_string=_host_setting("AzureWebJobsStorage"),
             storage_blob_uri=_host_setting("AzureWebJobsStorage__blobServiceUri"),
             storage_client_id=_host_setting("AzureWebJobsStorage__clientId"),
+            appinsights_connection_string=_host_setting("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            appinsights_authentication=_host_setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
             public_demo=_bool("PUBLIC_DEMO", True),
             demo_max_bytes=_int("DEMO_MAX_BYTES", 1024 * 1024),
             function_key=_str("FUNCTION_KEY", "") or None,
