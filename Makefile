@@ -45,15 +45,17 @@ test: setup lint browser
 bench: setup
 	$(PY) -m loadtests.report
 	$(PY) -m loadtests.hostile_bench
-	$(PY) infra/coldstart.py
+	$(PY) infra/coldstart.py --application-insights
 
 # The costliest inputs within the limits, each in a fresh process: CPU time and peak memory
 # next to the budget README states (artifacts/bench/hostile.json); part of `make bench`.
 bench-hostile: setup
 	$(PY) -m loadtests.hostile_bench
 
+# With --application-insights: the package also started with Application Insights' settings,
+# alternating with the plain one (what the telemetry adds to a cold start; infra/README.md).
 coldstart: setup
-	$(PY) infra/coldstart.py
+	$(PY) infra/coldstart.py --application-insights
 
 # The local stack under Locust, bounded: the SLO profile (16 users, 60 s; p95/p99/failure
 # gates), reports in artifacts/loadtest/. loadtest-smoke: a few seconds of every request kind.

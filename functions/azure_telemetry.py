@@ -14,10 +14,12 @@ Why the exporters and not the Azure Monitor distro (``azure-monitor-opentelemetr
 use (Django, Flask, psycopg2, requests, urllib, httpx, FastAPI: its HTTP spans come from
 ``functions.request_telemetry`` instead); its release 1.8.11 cannot be installed beside
 OpenTelemetry 1.45.2 (its Flask and psycopg2 instrumentations exist as 0.66b1 only, which pins
-the API to 1.45.1); and it costs 27 packages (6.2 MB) and 0.4-0.9 s of configure time at each
-cold start against 7 packages (3.7 MB) and tens of milliseconds here (infra/README.md, "Cold
-start and instance size"). The exporter's documentation:
-https://learn.microsoft.com/python/api/overview/azure/monitor-opentelemetry-exporter-readme
+the API to 1.45.1); and it costs 27 new packages (3.9 MB zipped) and 0.4-0.9 s for
+``configure_azure_monitor`` alone at each cold start, against 7 (2.6 MB) and 0.12 s to import
+and set up these in a warm process, about 0.4 s in a cold start of the package (infra/README.md,
+"Telemetry, the workbook and the alerts"). The
+exporter, "intended for users who require advanced configuration":
+https://pypi.org/project/azure-monitor-opentelemetry-exporter/1.0.0b58
 
 Sign-in: the exporters take a token credential; for a user-assigned identity that is
 ``ManagedIdentityCredential(client_id=...)`` ("Microsoft Entra authentication for Application
