@@ -11,9 +11,10 @@ from functools import cache, partial
 
 import azure.functions as func
 
-from functions import azure_telemetry, blob_batch, http_functions
+from functions import azure_telemetry, blob_batch, http_functions, shard_queue
 from functions.http_api import create_app
-from functions.storage import blob_service, quiet_sdk_http_logging
+from functions.storage import QueueShards, blob_service, quiet_sdk_http_logging
+from functions.storage import shard_queue as shard_queue_client
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
 from shared.telemetry import model_identity
@@ -25,10 +26,12 @@ telemetry = azure_telemetry.install(settings, model_identity(settings.manifest_p
 models = ModelRegistry()
 api = create_app(settings, models)
 bridge = http_functions.AsgiBridge(api)
-# The storage account's client, built at the first batch (indexing needs no storage settings)
+# The storage account's clients, built at the first batch (indexing needs no storage settings)
 # and shared by all that follow (one connection pool, one credential).
 storage = cache(partial(blob_service, settings))
+shards = QueueShards(partial(shard_queue_client, settings))
 
 app = func.FunctionApp()
 app.register_functions(http_functions.blueprint(bridge, settings))
-app.register_functions(blob_batch.blueprint(settings, models, storage))
+app.register_functions(blob_batch.blueprint(settings, models, storage, shards))
+app.register_functions(shard_queue.blueprint(settings, models, storage))

@@ -24,7 +24,7 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 from azure.storage.blob import BlobServiceClient
 
-from functions.storage import process_blob
+from functions.storage import QueueShards, submit_blob
 from shared.config import Settings
 from shared.model_loader import ModelRegistry, ModelSpec
 
@@ -32,10 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def blueprint(settings: Settings, models: ModelRegistry,
-              service: Callable[[], BlobServiceClient]) -> func.Blueprint:
+              service: Callable[[], BlobServiceClient], shards: QueueShards) -> func.Blueprint:
     """The blob-triggered function for ``settings``' batches container, classifying with the
-    model from ``models`` and writing results through ``service()`` (the account's client,
-    which the composition root builds on first use: indexing needs no storage settings)."""
+    model from ``models``, writing results through ``service()`` and queueing the shards of a
+    large batch through ``shards`` (clients built on first use: indexing needs no storage
+    settings)."""
     bp = func.Blueprint()
 
     @bp.function_name("classify_batch")
@@ -46,7 +47,8 @@ def blueprint(settings: Settings, models: ModelRegistry,
         source=func.BlobSource.EVENT_GRID,
     )
     def classify_batch(client: blob.BlobClient) -> None:
-        """Classify one uploaded batch into the results container.
+        """Classify one uploaded batch into the results container, or, when it splits into
+        shards (``shared.shards``), plan it and queue them for ``classify_shard``.
 
         Errors of the batch (unreadable, over a limit) are written as ``<name>.error.json`` and
         the invocation succeeds, so it is not retried; anything else (storage unavailable, the
@@ -59,7 +61,8 @@ def blueprint(settings: Settings, models: ModelRegistry,
         (infra/app/eventgrid-subscription.bicep) cover only deliveries the webhook did not
         accept.
         """
-        outcome = process_blob(client, settings, service(), models.get(ModelSpec.of(settings)))
+        outcome = submit_blob(client, settings, service(), shards,
+                              models.get(ModelSpec.of(settings)))
         log.info("batch %s: %s", client.blob_name, outcome.status)
 
     return bp

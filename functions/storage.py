@@ -13,17 +13,26 @@ from __future__ import annotations
 import io
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from typing import Any, BinaryIO
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import (
+    BlobBlock,
+    BlobClient,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+)
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from shared.batch import Outcome, SourceInfo, decode_marker, encode_document, process_batch
 from shared.config import Settings
 from shared.model_loader import LoadedModel
+from shared.shards import ShardMessage, submit_batch
 
 # Bytes per ranged GET while streaming a blob (the first GET too, which the SDK would otherwise
 # make 32 MiB): fewer round trips than its 4 MiB chunks, and a small, fixed amount of memory.
@@ -80,6 +89,55 @@ def process_blob(
     return process_batch(BlobSource(blob), sink, settings, model, top_k=top_k)
 
 
+def shard_queue(settings: Settings, connection_string: str | None = None) -> QueueClient:
+    """The shard queue's client, on the same account and credentials as ``blob_service``.
+    Messages are base64 text, what the Functions queue trigger expects by default."""
+    connection_string = connection_string or settings.storage_connection_string
+    policy = {"message_encode_policy": TextBase64EncodePolicy(),
+              "message_decode_policy": TextBase64DecodePolicy()}
+    if connection_string:
+        return QueueClient.from_connection_string(connection_string, settings.shard_queue,
+                                                  **policy)
+    if settings.storage_queue_uri:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
+        return QueueClient(settings.storage_queue_uri, settings.shard_queue,
+                           credential=credential, **policy)
+    raise StorageNotConfigured(
+        "no queue storage configured: set AzureWebJobsStorage (a connection string) or "
+        "AzureWebJobsStorage__queueServiceUri"
+    )
+
+
+class QueueShards:
+    """Shard messages to a storage queue (``shared.shards.ShardQueue``), its client built at
+    the first message: a batch processed in place needs no queue."""
+
+    def __init__(self, queue: Callable[[], QueueClient]) -> None:
+        self._queue = cache(queue)
+
+    def send(self, messages: list[str]) -> None:
+        queue = self._queue()
+        for message in messages:
+            queue.send_message(message)
+
+
+def submit_blob(blob: BlobClient, settings: Settings, service: BlobServiceClient,
+                queue: QueueShards, model: LoadedModel) -> Outcome:
+    """The blob trigger's call: the batch fanned out over the shard queue when it splits into
+    shards (``shared.shards.submit_batch``), else processed in place."""
+    sink = BlobResultSink(service.get_container_client(settings.results_container))
+    return submit_batch(BlobSource(blob), sink, queue, settings, model)
+
+
+def shard_parts(message: ShardMessage, settings: Settings,
+                service: BlobServiceClient) -> tuple[BlobSource, BlobResultSink]:
+    """The source and the sink of a shard message's batch."""
+    source = BlobSource(service.get_blob_client(settings.batch_container, message.batch))
+    return source, BlobResultSink(service.get_container_client(settings.results_container))
+
+
 def quoted_etag(etag: str) -> str:
     """An etag in its one form here, quoted as HTTP writes it: the SDK gives listed blobs' etags
     without the quotes and a blob's properties with them, so compared raw they never match."""
@@ -106,6 +164,14 @@ class BlobSource:
             etag=info.etag, match_condition=MatchConditions.IfNotModified
         )
         yield io.BufferedReader(_DownloadStream(download), READ_BUFFER_BYTES)
+
+    def read_range(self, info: SourceInfo, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        return self._blob.download_blob(
+            offset=offset, length=length, etag=info.etag,
+            match_condition=MatchConditions.IfNotModified,
+        ).readall()
 
 
 class _DownloadStream(io.RawIOBase):
@@ -148,6 +214,18 @@ class BlobResultSink:
     def delete(self, name: str) -> None:
         with suppress(ResourceNotFoundError):
             self._container.get_blob_client(name).delete_blob()
+
+    def list_names(self, prefix: str) -> list[str]:
+        return sorted(self._container.list_blob_names(name_starts_with=prefix))
+
+    def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        self._container.get_blob_client(name).stage_block(block_id, data, length=len(data))
+
+    def commit_blocks(self, name: str, block_ids: list[str]) -> None:
+        # Each id in its latest state: uncommitted if staged again, else already committed, so
+        # a second finisher's commit of the same list keeps the same content.
+        self._container.get_blob_client(name).commit_block_list(
+            [BlobBlock(block_id) for block_id in block_ids], content_settings=CSV_CONTENT)
 
 
 class _BlockUpload:

@@ -84,6 +84,9 @@ var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(r
 // Grid subscription, and given to the app as EMNIST_EDGE_BATCH_CONTAINER / _RESULTS_CONTAINER.
 var batchesContainerName = 'batches'
 var resultsContainerName = 'results'
+// Fan-out of large batches (shared/shards.py): one message per shard; the host moves a message
+// that keeps failing to <queue>-poison, which fail_shard_poison consumes.
+var shardQueueName = 'batch-shards'
 // Events Event Grid could not deliver to the blob trigger (eventgrid-subscription.bicep).
 var deadLetterContainerName = 'deadletter'
 
@@ -107,6 +110,10 @@ module storage 'app/storage.bicep' = {
       batchesContainerName
       resultsContainerName
       deadLetterContainerName
+    ]
+    queueNames: [
+      shardQueueName
+      '${shardQueueName}-poison'
     ]
   }
 }
@@ -168,6 +175,7 @@ module functionApp 'app/function-app.bicep' = {
     deploymentContainerName: deploymentContainerName
     batchesContainerName: batchesContainerName
     resultsContainerName: resultsContainerName
+    shardQueueName: shardQueueName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

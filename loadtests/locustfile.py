@@ -9,7 +9,7 @@ with the function key from ``EMNIST_EDGE_FUNCTION_KEY`` sent as ``x-functions-ke
 - ``MixedUser``: single images of every size and format, multipart requests of 2-8 images, and
   a light share of health and model calls.
 - ``BatchUser``: uploads a zip of drawn PNGs to the ``batches`` container (Azurite locally, the
-  real account in Azure, both from the storage settings), waits for
+  real account in Azure, both from the storage settings: ``loadtests.settings``), waits for
   ``results/<name>.summary.json`` and reports upload-to-results as a request of type BATCH.
 
 Every user waits an exponentially distributed think time between requests (``--think-ms``,
@@ -26,7 +26,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gevent
@@ -34,12 +34,13 @@ from locust import FastHttpUser, User, events, task
 from locust.env import Environment
 
 from loadtests import checks, payloads
+from loadtests.blobs import ResultNames, blob_service
 from loadtests.corpus import FORMATS, MIX_SIZES, SLO_SIZES, Corpus, Sample, build
-from shared.config import Settings
+from loadtests.settings import ClientSettings
 
 CLASSIFY = "/api/classify"
-SETTINGS = Settings.from_env()
-HEADERS = {"x-functions-key": SETTINGS.function_key} if SETTINGS.function_key else {}
+SETTINGS = ClientSettings.from_env()
+HEADERS = SETTINGS.headers
 
 
 @events.init_command_line_parser.add_listener
@@ -143,14 +144,9 @@ class BatchUser(PacedUser):
     poll_s = 0.1
 
     def on_start(self) -> None:
-        # Imported here: the storage code brings torch, which only batch users need.
-        from functions.storage import blob_service
-        from shared.batch import ResultNames
-
         service = blob_service(SETTINGS)
         self.batches = service.get_container_client(SETTINGS.batch_container)
         self.results = service.get_container_client(SETTINGS.results_container)
-        self.result_names: Callable[[str], ResultNames] = ResultNames.of
         super().on_start()
 
     @task
@@ -176,7 +172,7 @@ class BatchUser(PacedUser):
     def _wait_and_check(self, name: str, expected: list[str], timeout_s: float) -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        names = self.result_names(name)
+        names = ResultNames.of(name)
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
             for marker in (names.summary, names.error):
@@ -194,7 +190,7 @@ class BatchUser(PacedUser):
     def _clean_up(self, name: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        names = self.result_names(name)
+        names = ResultNames.of(name)
         for container, blob in ((self.batches, name), (self.results, names.csv),
                                 (self.results, names.summary), (self.results, names.error)):
             with contextlib.suppress(ResourceNotFoundError):

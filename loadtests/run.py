@@ -17,9 +17,11 @@ from typing import Any
 
 from loadtests.gates import Gates, Summary
 from loadtests.profiles import Profile
-from shared.config import REPO_ROOT, Settings
+from loadtests.settings import ClientSettings
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+# Locust runs from the folder that holds this package, so that the locustfile imports it.
+CLIENT_ROOT = LOCUSTFILE.parent.parent
 # Time to start Locust, stop users (in-flight batches finish) and write the reports.
 GRACE_S = 60
 STOP_TIMEOUT_S = 10
@@ -83,9 +85,7 @@ class Capacity:
 
 def with_batch_user(profile: Profile) -> bool:
     """Whether this run adds a BatchUser: the profile wants one and storage is configured."""
-    settings = Settings.from_env()
-    return profile.batch_user and bool(settings.storage_connection_string
-                                       or settings.storage_blob_uri)
+    return profile.batch_user and ClientSettings.from_env().has_storage
 
 
 def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
@@ -105,7 +105,7 @@ def run_locust(host: str, users: tuple[str, ...], count: int, think_ms: float,
     log = base.with_suffix(".log")
     with log.open("wb") as output:
         try:
-            done = subprocess.run(command, cwd=REPO_ROOT, stdout=output,
+            done = subprocess.run(command, cwd=CLIENT_ROOT, stdout=output,
                                   stderr=subprocess.STDOUT,
                                   timeout=total_s + GRACE_S,
                                   check=False)

@@ -2,9 +2,10 @@
 
 Azurite comes from npm, installed project-locally (``npm ci`` reads package.json and
 package-lock.json at the repository root). Tests, the local run command and load tests start
-their own: the blob service only (the batch path needs no queue; Event Grid's role is played by
-``local.poller``), by default on a port the OS picks (``--blobPort 0``, read back from
-Azurite's own "listens on" line, so parallel runs never race for a port), with its data in a
+their own: blob storage for batches and results, and the queue service for the shards of a
+fanned-out batch (Event Grid's role is played by ``local.poller``, the queue trigger's by
+``local.shard_workers``), by default on ports the OS picks (``--blobPort 0``, read back from
+Azurite's own "listening at" lines, so parallel runs never race for a port), with its data in a
 temporary folder. It is stopped by its PID.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import multiprocessing
 import queue
 import re
 import shutil
@@ -22,25 +24,30 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
-from functions.storage import blob_service, quiet_sdk_http_logging
+from functions.storage import QueueShards, blob_service, quiet_sdk_http_logging, shard_queue
 from local.poller import BatchPoller
+from local.shard_workers import start_workers, stop_workers
 from shared.config import REPO_ROOT, Settings
 from shared.model_loader import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-AZURITE_BLOB = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+AZURITE = REPO_ROOT / "node_modules" / ".bin" / "azurite"
 # Azurite's well-known development account (public, documented, the same on every machine).
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-_LISTENING = re.compile(r"Blob service successfully listens on http://[^:]+:(\d+)")
+_LISTENING = re.compile(
+    r"(Blob|Queue|Table) service is successfully listening at http://[^:]+:(\d+)")
+SERVICES = ("Blob", "Queue", "Table")
 
 
 class AzuriteNotInstalled(RuntimeError):
@@ -48,15 +55,16 @@ class AzuriteNotInstalled(RuntimeError):
 
 
 def is_installed() -> bool:
-    return AZURITE_BLOB.is_file() and shutil.which("node") is not None
+    return AZURITE.is_file() and shutil.which("node") is not None
 
 
 @dataclass
 class Azurite:
-    """A running Azurite blob service."""
+    """A running Azurite: blob and queue services (and table, which nothing here uses)."""
 
     process: subprocess.Popen[str]
     port: int
+    queue_port: int
     location: Path
     _owns_location: bool = field(default=False, repr=False)
 
@@ -68,8 +76,12 @@ class Azurite:
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={self.blob_endpoint};"
+            f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
         )
+
+    @property
+    def queue_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.queue_port}/{ACCOUNT}"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate by PID (then kill if it lingers) and remove a temporary data folder."""
@@ -89,32 +101,42 @@ def start_azurite(
     containers: tuple[str, ...] = (),
     port: int = 0,
     timeout: float = 30.0,
+    queues: tuple[str, ...] = (),
+    queue_port: int = 0,
 ) -> Azurite:
-    """Start Azurite's blob service on loopback and create ``containers``.
+    """Start Azurite on loopback and create ``containers`` and ``queues``.
 
-    ``port`` 0 lets the OS pick a free one (tests, benchmarks); 10000, the emulator's usual
-    port, is what ``UseDevelopmentStorage=true`` and Storage Explorer expect.
+    Ports 0 let the OS pick free ones (tests, benchmarks); 10000 and 10001, the emulator's
+    usual blob and queue ports, are what ``UseDevelopmentStorage=true`` and Storage Explorer
+    expect.
     """
     if not is_installed():
         raise AzuriteNotInstalled(
-            f"Azurite is not installed ({AZURITE_BLOB} or node missing): run `npm ci` in "
+            f"Azurite is not installed ({AZURITE} or node missing): run `npm ci` in "
             f"{REPO_ROOT}"
         )
     owns = location is None
     location = location or Path(tempfile.mkdtemp(prefix="azurite-"))
     process = subprocess.Popen(
-        [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--queueHost", "127.0.0.1", "--queuePort", str(queue_port),
+         "--tableHost", "127.0.0.1", "--tablePort", "0",
          "--location", str(location), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_drain, args=(process, lines), daemon=True).start()
-    azurite = Azurite(process, _wait_for_port(process, lines, timeout), location, owns)
+    ports = _wait_for_ports(process, lines, timeout)
+    azurite = Azurite(process, ports["Blob"], ports["Queue"], location, owns)
     try:
         service = BlobServiceClient.from_connection_string(azurite.connection_string)
         for name in containers:
             with contextlib.suppress(ResourceExistsError):
                 service.create_container(name)
+        queue_service = QueueServiceClient.from_connection_string(azurite.connection_string)
+        for name in queues:
+            with contextlib.suppress(ResourceExistsError):
+                queue_service.create_queue(name)
     except BaseException:
         azurite.stop()
         raise
@@ -130,10 +152,12 @@ def _drain(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> No
     lines.put(None)
 
 
-def _wait_for_port(
+def _wait_for_ports(
     process: subprocess.Popen[str], lines: queue.Queue[str | None], timeout: float
-) -> int:
-    """The port from Azurite's "listens on" line (printed once it accepts connections)."""
+) -> dict[str, int]:
+    """Each service's port from its "listening at" line (printed once it accepts
+    connections)."""
+    ports: dict[str, int] = {}
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     while (left := deadline - time.monotonic()) > 0:
@@ -145,7 +169,9 @@ def _wait_for_port(
             break
         seen.append(line)
         if match := _LISTENING.search(line):
-            return int(match.group(1))
+            ports[match.group(1)] = int(match.group(2))
+            if len(ports) == len(SERVICES):
+                return ports
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -154,11 +180,14 @@ def _wait_for_port(
 
 @dataclass
 class LocalBatchStack:
-    """Azurite with the batches and results containers, and a poller that processes each new
-    blob in ``batches``: what Event Grid and the blob trigger do in Azure."""
+    """Azurite with the batches and results containers and the shard queue, a poller that
+    hands each new blob in ``batches`` to the blob trigger's code, and the worker processes
+    that consume the shard queue: what Event Grid, the blob trigger and the queue trigger do
+    in Azure."""
 
     azurite: Azurite
     poller: BatchPoller
+    workers: list[multiprocessing.Process]
 
     @property
     def connection_string(self) -> str:
@@ -166,23 +195,30 @@ class LocalBatchStack:
 
     def stop(self) -> None:
         self.poller.stop()
+        stop_workers(self.workers)
         self.azurite.stop()
 
 
 def start_local_batch_stack(
-    settings: Settings, models: ModelRegistry, location: Path | None = None, port: int = 0
+    settings: Settings, models: ModelRegistry, location: Path | None = None, port: int = 0,
 ) -> LocalBatchStack:
-    """Start Azurite and the poller in the background (for the local run command)."""
+    """Start Azurite, the poller and the shard workers in the background (for the local run
+    command). The queue service listens on the port after the blob port (10001 after 10000,
+    as ``UseDevelopmentStorage=true`` expects), or on a free one with ``port`` 0."""
     azurite = start_azurite(
-        location, containers=(settings.batch_container, settings.results_container), port=port
+        location, containers=(settings.batch_container, settings.results_container), port=port,
+        queues=(settings.shard_queue,), queue_port=port + 1 if port else 0,
     )
     try:
-        poller = BatchPoller(blob_service(settings, azurite.connection_string), settings, models)
+        connection = azurite.connection_string
+        shards = QueueShards(partial(shard_queue, settings, connection))
+        poller = BatchPoller(blob_service(settings, connection), settings, models, shards)
+        workers = start_workers(settings, connection)
         poller.start()
     except BaseException:
         azurite.stop()
         raise
-    return LocalBatchStack(azurite, poller)
+    return LocalBatchStack(azurite, poller, workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_sdk_http_logging()
     settings = Settings.from_env()
     stack = start_local_batch_stack(settings, ModelRegistry(), args.location, args.port)
-    print(f"Azurite blob service: {stack.azurite.blob_endpoint}\n"
+    print(f"Azurite blob service: {stack.azurite.blob_endpoint}, queue service: "
+          f"{stack.azurite.queue_endpoint} ({settings.batch_workers} shard workers)\n"
           f"connection string: {stack.connection_string}\n"
           f"upload batches to container {settings.batch_container!r}; results appear in "
           f"{settings.results_container!r}. Ctrl-C stops.", flush=True)

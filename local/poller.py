@@ -2,7 +2,8 @@
 
 Azure tells the blob trigger about each upload; Azurite has no Event Grid, so locally a thread
 lists the container every few seconds and hands each blob whose etag it has not yet handled to
-``functions.storage.process_blob``, the very call the trigger makes. The etags it remembers only
+``functions.storage.submit_blob``, the very call the trigger makes (a large batch is planned
+and its shards queued for ``local.shard_workers``). The etags it remembers only
 save work: ``process_batch`` is idempotent by etag anyway, so a restarted poller that sees every
 blob again rewrites nothing.
 """
@@ -14,7 +15,7 @@ import threading
 
 from azure.storage.blob import BlobServiceClient
 
-from functions.storage import process_blob, quoted_etag
+from functions.storage import QueueShards, quoted_etag, submit_blob
 from shared.batch import Outcome
 from shared.config import Settings
 from shared.model_loader import ModelRegistry, ModelSpec
@@ -30,12 +31,14 @@ class BatchPoller:
         service: BlobServiceClient,
         settings: Settings,
         models: ModelRegistry,
+        shards: QueueShards,
         *,
         interval: float | None = None,
     ) -> None:
         self._service = service
         self._settings = settings
         self._models = models
+        self._shards = shards
         self._interval = settings.batch_poll_s if interval is None else interval
         self._container = service.get_container_client(settings.batch_container)
         self._handled: dict[str, str] = {}
@@ -54,9 +57,9 @@ class BatchPoller:
             if self._handled.get(blob.name) == quoted_etag(blob.etag):
                 continue
             try:
-                outcome = process_blob(
+                outcome = submit_blob(
                     self._container.get_blob_client(blob.name), self._settings, self._service,
-                    self._models.get(ModelSpec.of(self._settings)),
+                    self._shards, self._models.get(ModelSpec.of(self._settings)),
                 )
             except Exception:  # storage hiccups: one blob never holds up the others
                 log.exception("batch %s: failed, will retry on the next poll", blob.name)

@@ -93,8 +93,10 @@ def start_batch_side(settings: Settings, port: int) -> LocalBatchStack:
     quiet_sdk_http_logging()
     stack = start_local_batch_stack(settings, ModelRegistry(), port=port)
     log.info("batches: upload blobs to container %r at %s (connection string: %s); results "
-             "appear in %r", settings.batch_container, stack.azurite.blob_endpoint,
-             stack.connection_string, settings.results_container)
+             "appear in %r; large batches fan out over queue %r at %s to %d worker processes",
+             settings.batch_container, stack.azurite.blob_endpoint, stack.connection_string,
+             settings.results_container, settings.shard_queue, stack.azurite.queue_endpoint,
+             len(stack.workers))
     return stack
 
 

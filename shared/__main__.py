@@ -101,6 +101,30 @@ def batch_command(args: argparse.Namespace) -> int:
     return 1 if outcome.status == "failed" else 0
 
 
+def status_command(args: argparse.Namespace) -> int:
+    """Where a batch stands: done (its summary or error), running (shards and items done of
+    a fanned-out batch), or unknown."""
+    from azure.core.exceptions import AzureError
+
+    from functions.storage import BlobResultSink, StorageNotConfigured, blob_service
+    from shared.local_files import LocalResultSink
+    from shared.shards import batch_status
+
+    settings = Settings.from_env()
+    try:
+        if args.results:
+            sink = LocalResultSink(Path(args.results))
+        else:
+            service = blob_service(settings, args.connection_string)
+            sink = BlobResultSink(service.get_container_client(settings.results_container))
+        status = batch_status(sink, args.batch)
+    except (StorageNotConfigured, AzureError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(json.dumps(status, indent=2))
+    return 0 if status["status"] != "unknown" else 1
+
+
 def _blob_location(text: str, account_url: str) -> tuple[str, str]:
     """``container/name``, or a blob URL of this account -> (container, blob name)."""
     if text.startswith(("http://", "https://")):
@@ -138,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--top-k", type=int, default=None,
                        help="ranked labels per item (default: EMNIST_EDGE_BATCH_TOP_K)")
     batch.set_defaults(handler=batch_command)
+    status = commands.add_parser(
+        "status", help="where a batch stands (done, or shards and items done so far)",
+        description="A batch's summary or error when it is done; while a fanned-out batch "
+        "runs, how many of its shards and items are done.")
+    status.add_argument("batch", metavar="NAME", help="the batch's name in the batches "
+                        "container (or a local file's name with --results)")
+    status.add_argument("--results", metavar="DIR", help="a local results folder instead of "
+                        "the results container")
+    status.add_argument("--connection-string", help="storage connection string (default: the "
+                        "AzureWebJobsStorage setting)")
+    status.set_defaults(handler=status_command)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

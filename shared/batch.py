@@ -81,6 +81,10 @@ class BatchSource(Protocol):
     def open(self, info: SourceInfo) -> AbstractContextManager[BinaryIO]:
         """A stream of exactly the version ``info`` describes."""
 
+    def read_range(self, info: SourceInfo, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` of exactly the version ``info`` describes (fewer
+        only at the end); raises when the source has changed since."""
+
 
 class CsvUpload(Protocol):
     """A results file being written: invisible to readers until ``commit``."""
@@ -103,13 +107,25 @@ class ResultSink(Protocol):
 
     def delete(self, name: str) -> None: ...
 
+    def list_names(self, prefix: str) -> list[str]:
+        """The names that start with ``prefix``."""
+
+    def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        """Stage one block of ``name`` (invisible until committed; staging an id again
+        replaces it)."""
+
+    def commit_blocks(self, name: str, block_ids: list[str]) -> None:
+        """Make ``name`` the staged blocks in this order (committing the same list again gives
+        the same content)."""
+
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ``process_batch`` did: ``processed`` (summary written), ``failed`` (error written),
-    ``unchanged`` (results for this etag existed), ``missing`` (the source is gone)."""
+    """What was done with a batch: ``processed`` (summary written), ``failed`` (error
+    written), ``unchanged`` (results for this etag existed), ``missing`` (the source is gone),
+    ``planned`` (split into shards that the queue now carries: see ``shared.shards``)."""
 
-    status: Literal["processed", "failed", "unchanged", "missing"]
+    status: Literal["processed", "failed", "unchanged", "missing", "planned"]
     source: SourceInfo | None
     document: dict[str, Any] | None
 
@@ -149,18 +165,25 @@ def process_batch(
         log.warning("batch source is gone before processing; nothing to do")
         return Outcome("missing", None, None)
     names = ResultNames.of(info.name)
-    for existing in (names.summary, names.error):
-        document = sink.read_json(existing)
-        if document is not None and document.get("source", {}).get("etag") == info.etag:
-            log.info("batch %s (etag %s) already has %s: nothing to do", info.name, info.etag,
-                     existing)
-            return Outcome("unchanged", info, document)
+    if (done := existing_result(sink, names, info)) is not None:
+        return done
 
     telemetry = telemetry or Telemetry()
     with telemetry.batch_span(info.name, info.size) as span:
         outcome = _process(source, sink, names, info, settings, model, top_k, telemetry)
         span.set_attribute("emnist_edge.batch.outcome", outcome.status)
         return outcome
+
+
+def existing_result(sink: ResultSink, names: ResultNames, info: SourceInfo) -> Outcome | None:
+    """``unchanged`` when the summary or the error of this very version exists already."""
+    for existing in (names.summary, names.error):
+        document = sink.read_json(existing)
+        if document is not None and document.get("source", {}).get("etag") == info.etag:
+            log.info("batch %s (etag %s) already has %s: nothing to do", info.name, info.etag,
+                     existing)
+            return Outcome("unchanged", info, document)
+    return None
 
 
 def _process(source: BatchSource, sink: ResultSink, names: ResultNames, info: SourceInfo,
@@ -181,10 +204,10 @@ def _process(source: BatchSource, sink: ResultSink, names: ResultNames, info: So
         raise original from original.__cause__
     except InvalidBatch as error:
         log.warning("batch %s failed (%s): %s", info.name, error.code, error.message)
-        return _fail(sink, names, info, error)
+        return fail_batch(sink, names, info, error)
     except Exception:
         log.exception("batch %s (etag %s): unexpected error", info.name, info.etag)
-        return _fail(sink, names, info, EmnistEdgeError(
+        return fail_batch(sink, names, info, EmnistEdgeError(
             "an unexpected error occurred while processing the batch; it has been logged"))
 
     duration = time.perf_counter() - clock
@@ -201,8 +224,8 @@ def _process(source: BatchSource, sink: ResultSink, names: ResultNames, info: So
             "sha256": model.manifest.sha256,
         },
         "source": asdict(info),
-        "started": _iso(started),
-        "finished": _iso(datetime.now(UTC)),
+        "started": iso(started),
+        "finished": iso(datetime.now(UTC)),
         "duration_s": round(duration, 3),
         "items_per_s": round(counts["items"] / duration, 1) if duration > 0 else None,
     }
@@ -214,15 +237,15 @@ def _process(source: BatchSource, sink: ResultSink, names: ResultNames, info: So
     return Outcome("processed", info, summary)
 
 
-def _fail(sink: ResultSink, names: ResultNames, info: SourceInfo,
-          error: EmnistEdgeError) -> Outcome:
+def fail_batch(sink: ResultSink, names: ResultNames, info: SourceInfo,
+               error: EmnistEdgeError) -> Outcome:
     """The final error document for this etag; nothing left that looks like a result."""
     document = {
         "batch": info.name,
         "code": error.code,
         "message": error.message,
         "source": asdict(info),
-        "time": _iso(datetime.now(UTC)),
+        "time": iso(datetime.now(UTC)),
     }
     sink.write_json(names.error, document)
     sink.delete(names.summary)
@@ -389,7 +412,8 @@ class ResultWriter:
     """Formats result rows with the csv module's C writer from whole columns (numpy fancy
     indexing for labels, one rounding per chunk), so the cost per item is a few C calls."""
 
-    def __init__(self, upload: CsvUpload, labels: tuple[str, ...], top_k: int) -> None:
+    def __init__(self, upload: CsvUpload, labels: tuple[str, ...], top_k: int,
+                 header: bool = True) -> None:
         self._upload = upload
         self._labels = np.asarray(labels, dtype=object)
         self._top_k = top_k
@@ -397,7 +421,8 @@ class ResultWriter:
         self._csv = csv.writer(self._text, lineterminator="\n")
         self.items = 0
         self.errors: Counter[str] = Counter()
-        self._csv.writerow(csv_header(top_k))
+        if header:
+            self._csv.writerow(csv_header(top_k))
 
     def write(self, chunk: Chunk, values: np.ndarray, indices: np.ndarray) -> None:
         n = len(chunk)
@@ -461,7 +486,7 @@ class _Progress:
                      items / (now - self._start))
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 

@@ -293,7 +293,7 @@ class BatchReader:
         """Refuse a zip with too many entries before zipfile parses its directory: zipfile keeps
         every entry in memory first (about 0.5 KB each). The declared count can lie low, so a
         directory large enough to hold more entries than allowed is walked and counted."""
-        directory = _zip_directory(file)
+        directory = zip_directory(file)
         file.seek(0)
         if directory is None:
             return
@@ -385,7 +385,7 @@ class BatchReader:
         raw_orientation: bool,
     ) -> Iterator[Chunk]:
         """Fixed-size image records, read a chunk at a time straight into its own buffer."""
-        count = _image_count(shape, what)
+        count = image_count(shape, what)
         if dtype.kind not in "uf" or (dtype.kind == "u" and dtype.itemsize != 1):
             raise InvalidBatch(
                 f"{what} has element type {dtype}: expected uint8 (0-255) or float (0-1)"
@@ -413,11 +413,7 @@ class BatchReader:
                     f"{what} ends after {done + got // record} of the {count} images its header "
                     "declares: it is truncated"
                 )
-            raw = np.frombuffer(buffer, dtype=dtype, count=n * TILE * TILE)
-            tiles = _to_tiles(raw.reshape(n, TILE, TILE), what)
-            if raw_orientation:
-                tiles = upright(tiles)
-            yield Chunk(range(done, done + n), tiles, _blank_errors(tiles))
+            yield record_chunk(buffer, done, dtype, what, raw_orientation)
             done += n
         if stream.read(1):
             raise InvalidBatch(
@@ -650,7 +646,7 @@ def _seekable(stream: BinaryIO) -> Iterator[BinaryIO]:
 # --- zip directories -------------------------------------------------------------------------
 
 
-def _zip_directory(file: BinaryIO) -> tuple[int, int, int] | None:
+def zip_directory(file: BinaryIO) -> tuple[int, int, int] | None:
     """What a zip's end-of-central-directory record (its zip64 record, where there is one)
     declares: (entries, the directory's size, where it starts). None where no record is found:
     zipfile then says what is wrong."""
@@ -719,7 +715,19 @@ def _refuse_shared_data(entries: list[zipfile.ZipInfo]) -> None:
 # --- arrays ----------------------------------------------------------------------------------
 
 
-def _image_count(shape: tuple[int, ...], what: str) -> int:
+def record_chunk(buffer: bytes | bytearray, first: int, dtype: np.dtype, what: str,
+                 raw_orientation: bool) -> Chunk:
+    """Whole fixed-size image records (``dtype`` elements, 28x28 each) as the chunk of items
+    ``first``, ``first + 1``, ...: tiles upright, blank ones failed."""
+    n = len(buffer) // (TILE * TILE * dtype.itemsize)
+    raw = np.frombuffer(buffer, dtype=dtype, count=n * TILE * TILE)
+    tiles = _to_tiles(raw.reshape(n, TILE, TILE), what)
+    if raw_orientation:
+        tiles = upright(tiles)
+    return Chunk(range(first, first + n), tiles, _blank_errors(tiles))
+
+
+def image_count(shape: tuple[int, ...], what: str) -> int:
     if len(shape) == 3 and shape[1:] == (TILE, TILE):
         return shape[0]
     if len(shape) == 4 and shape[1:] == (1, TILE, TILE):

@@ -7,6 +7,7 @@ that suits a 2-core machine; nothing else in the code reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ class Settings:
     # images of one request (or one batch item) together. 32 MiB is an 8-megapixel colour
     # image or a 32-megapixel grey one; 128 MiB four of them. A pixel count alone let a 91 KB
     # 16-bit PNG cost 1.7 s of CPU, and 64 of them fit in one request. What the costliest
-    # inputs within these limits take: python -m loadtests.hostile_bench (README, "Limits").
+    # inputs within these limits take: python -m bench.hostile (README, "Limits").
     max_decoded_bytes: int
     max_request_decoded_bytes: int
     # HTTP request limits: bytes of one request body (any content type), bytes of a JSON body
@@ -143,11 +144,23 @@ class Settings:
     # Seconds between progress log lines, and between listings of the local poller.
     batch_progress_s: float
     batch_poll_s: float
+    # Fan-out (shared/shards.py): a zip, IDX or npy batch of more items than this is split into
+    # shards of this many items, each a message on the shard queue that any worker (an instance
+    # in Azure, a process locally) classifies; smaller batches are processed in place. See
+    # README "Batches" for the measurements behind the default.
+    batch_shard_items: int
+    shard_queue: str
+    # Local stand-in for the queue trigger: processes consuming the shard queue (one per core),
+    # and deliveries of one message before it counts as poison (the Functions host's
+    # queues.maxDequeueCount default is 5).
+    batch_workers: int
+    shard_max_deliveries: int
     # Storage for batches, as the Functions host names it: a connection string (Azurite locally:
     # ``UseDevelopmentStorage=true``) or, in Azure, identity-based: the blob service URI and the
     # client id of the user-assigned managed identity.
     storage_connection_string: str | None
     storage_blob_uri: str | None
+    storage_queue_uri: str | None
     storage_client_id: str | None
     # Application Insights, under the platform's own names (function-app.bicep sets both): where
     # the deployed app's telemetry goes, and how it signs in there: 'ClientId=<the user-assigned
@@ -156,15 +169,15 @@ class Settings:
     # (functions/azure_telemetry.py).
     appinsights_connection_string: str | None
     appinsights_authentication: str | None
+    # Which machine runs this process, as shard records name it (the summary counts the
+    # instances a batch ran on): Azure's WEBSITE_INSTANCE_ID, else the host name.
+    instance: str
     # The anonymous demo route of the drawing page (POST /api/demo/classify): one image of at most
     # demo_max_bytes, top 3, nothing to choose. In Azure every other POST needs a function key;
     # this one lets the public page work without one. Off, the route is not served (and not
     # indexed as a function), and the page asks its visitor for a key instead.
     public_demo: bool
     demo_max_bytes: int
-    # The function key that clients of this repository (the load tests) send as
-    # x-functions-key to a deployed app; the app never checks it, the Functions host does.
-    function_key: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -199,12 +212,17 @@ class Settings:
             batch_top_k=_int("BATCH_TOP_K", 3),
             batch_progress_s=_float("BATCH_PROGRESS_S", 10.0),
             batch_poll_s=_float("BATCH_POLL_S", 2.0),
+            batch_shard_items=_int("BATCH_SHARD_ITEMS", 10_000),
+            shard_queue=_str("SHARD_QUEUE", "batch-shards"),
+            batch_workers=_int("BATCH_WORKERS", os.cpu_count() or 1),
+            shard_max_deliveries=_int("SHARD_MAX_DELIVERIES", 5),
             storage_connection_string=_host_setting("AzureWebJobsStorage"),
             storage_blob_uri=_host_setting("AzureWebJobsStorage__blobServiceUri"),
+            storage_queue_uri=_host_setting("AzureWebJobsStorage__queueServiceUri"),
             storage_client_id=_host_setting("AzureWebJobsStorage__clientId"),
             appinsights_connection_string=_host_setting("APPLICATIONINSIGHTS_CONNECTION_STRING"),
             appinsights_authentication=_host_setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
+            instance=_host_setting("WEBSITE_INSTANCE_ID") or socket.gethostname(),
             public_demo=_bool("PUBLIC_DEMO", True),
             demo_max_bytes=_int("DEMO_MAX_BYTES", 1024 * 1024),
-            function_key=_str("FUNCTION_KEY", "") or None,
         )

@@ -111,3 +111,11 @@ class BatchTooLarge(InvalidBatch):
 
     code = "batch_too_large"
     http_status = 413
+
+
+class ShardFailed(EmnistEdgeError):
+    """One shard of a fanned-out batch kept failing (its queue message went to the poison
+    queue): its items are reported failed with this code, and the batch still finishes."""
+
+    code = "shard_failed"
+    http_status = 500

@@ -3,7 +3,9 @@ file, and the benchmarks use to measure the batch path without storage."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from shared.batch import SourceInfo, decode_marker, encode_document
+
+
+class SourceChanged(OSError):
+    """The file changed since it was described: a ranged read of the old version fails."""
 
 
 class LocalFileSource:
@@ -32,6 +38,13 @@ class LocalFileSource:
     def open(self, info: SourceInfo) -> Iterator[BinaryIO]:
         with open(self._path, "rb") as stream:
             yield stream
+
+    def read_range(self, info: SourceInfo, offset: int, length: int) -> bytes:
+        if self.describe() != info:
+            raise SourceChanged(f"{self._path} changed since it was described")
+        with open(self._path, "rb") as stream:
+            stream.seek(offset)
+            return stream.read(length)
 
 
 class LocalResultSink:
@@ -57,6 +70,38 @@ class LocalResultSink:
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
+        shutil.rmtree(self._blocks(name), ignore_errors=True)
+
+    def list_names(self, prefix: str) -> list[str]:
+        return sorted(path.name for path in self._folder.glob(glob.escape(prefix) + "*")
+                      if path.is_file())
+
+    def stage_block(self, name: str, block_id: str, data: bytes) -> None:
+        folder = self._blocks(name)
+        folder.mkdir(exist_ok=True)
+        upload = _FileUpload(folder / block_id)
+        upload.write(data)
+        upload.commit()
+
+    def commit_blocks(self, name: str, block_ids: list[str]) -> None:
+        """The blocks concatenated into ``name``, then removed: a second commit of the same
+        list, finding them gone and the file there, has nothing left to do."""
+        blocks = self._blocks(name)
+        if not blocks.is_dir() and self._path(name).is_file():
+            return
+        upload = _FileUpload(self._path(name))
+        try:
+            for block_id in block_ids:
+                upload.write((blocks / block_id).read_bytes())
+        except BaseException:
+            upload.abort()
+            raise
+        upload.commit()
+        shutil.rmtree(blocks, ignore_errors=True)
+
+    def _blocks(self, name: str) -> Path:
+        """Staged blocks of ``name``: a hidden folder beside it, as storage keeps them aside."""
+        return self._path(name).with_name(f".{name}.blocks")
 
     def _path(self, name: str) -> Path:
         if Path(name).name != name or name in ("", ".", ".."):

@@ -144,6 +144,15 @@ class Telemetry:
                             "emnist_edge.batch.size_bytes": size}) as span:
             yield span
 
+    @contextmanager
+    def shard_span(self, batch: str, shard: int, items: int) -> Iterator[Span]:
+        """One shard of a fanned-out batch (``shared.shards``)."""
+        with self.tracer.start_as_current_span(
+                "shard", kind=SpanKind.CONSUMER,
+                attributes={"emnist_edge.batch.name": batch, "emnist_edge.shard.index": shard,
+                            "emnist_edge.shard.items": items}) as span:
+            yield span
+
     def batch_items(self, succeeded: int, errors: Mapping[str, int], skipped: int) -> None:
         self._items.add(succeeded, {"outcome": "succeeded"})
         for code, count in errors.items():

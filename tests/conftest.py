@@ -85,7 +85,7 @@ def running_server(model_files: tuple[Path, Path], log_dir: Path, *args: str,
                    **settings: str) -> Iterator[str]:
     """``python -m local.serve ARGS`` on a free loopback port, with EMNIST_EDGE_* settings:
     its URL once ready; stopped by its PID on exit. Its log is ``log_dir/server-<port>.log``."""
-    from loadtests import server
+    from local import server
 
     names = {"MODEL_PATH": str(model_files[0]), "MANIFEST_PATH": str(model_files[1]),
              **{name.upper(): value for name, value in settings.items()}}

@@ -1,5 +1,8 @@
 """Inputs built in memory for the tests: archives, arrays, IDX files, images of every mode, and
 the hostile variants of each (bombs, lies, corruption). Nothing is read from disk.
+
+The builders that ``python -m bench.hostile`` also measures live in ``bench.payloads`` and are
+re-exported here, so that the tests take every input from this module.
 """
 
 from __future__ import annotations
@@ -8,15 +11,26 @@ import io
 import struct
 import tarfile
 import zipfile
-import zlib
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from bench.payloads import PNG_7 as PNG_7
+from bench.payloads import encode as encode
+from bench.payloads import flat_png as flat_png
+from bench.payloads import grey16_png as grey16_png
+from bench.payloads import gzip_bomb as gzip_bomb
+from bench.payloads import npy_with_header as npy_with_header
+from bench.payloads import png_claiming as png_claiming
+from bench.payloads import seven as seven
+from bench.payloads import tar_bytes as tar_bytes
+from bench.payloads import zip_bomb as zip_bomb
+from bench.payloads import zip_bytes as zip_bytes
+from bench.payloads import zip_of_many_entries as zip_of_many_entries
+from bench.payloads import zip_overlapping as zip_overlapping
 from loadtests.corpus import STROKES, draw_character
 from shared.idx import uint8_header
 
-PNG_7 = draw_character(STROKES["7"])
 JPEG_L = draw_character(STROKES["L"], fmt="JPEG")
 
 
@@ -37,27 +51,6 @@ class NonSeekable(io.RawIOBase):
 
 
 # --- archives and arrays ---------------------------------------------------------------------
-
-
-def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-        for name, data in members.items():
-            if name.endswith("/"):
-                archive.mkdir(name.rstrip("/"))
-            else:
-                archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def tar_bytes(members: dict[str, bytes], compress: bool = False) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz" if compress else "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def tar_of_special_members() -> bytes:
@@ -99,13 +92,6 @@ def ink(count: int, seed: int = 0) -> np.ndarray:
     return tiles
 
 
-def npy_with_header(header: str, payload: bytes = b"") -> bytes:
-    """An .npy of version 1.0 whose header dictionary is ``header``, verbatim."""
-    text = header.encode("latin1")
-    text += b" " * (-(len(text) + 11) % 64) + b"\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + payload
-
-
 def zip_corrupt_member(compression: int) -> bytes:
     """A zip of two good images and, between them, one whose compressed data is flipped."""
     data = bytearray(zip_bytes({"a.png": PNG_7, "bad.png": PNG_7, "c.png": PNG_7}, compression))
@@ -133,15 +119,6 @@ def zip_encrypted_member() -> bytes:
     return bytes(data)
 
 
-def zip_of_many_entries(count: int) -> bytes:
-    """A zip of ``count`` empty stored entries (small file, a large directory)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for i in range(count):
-            archive.writestr(f"{i}", b"")
-    return buffer.getvalue()
-
-
 def zip_declaring(count: int, data: bytes) -> bytes:
     """``data`` (a zip) with its end record's entry counts replaced by ``count``: a lie."""
     patched = bytearray(data)
@@ -150,69 +127,7 @@ def zip_declaring(count: int, data: bytes) -> bytes:
     return bytes(patched)
 
 
-def zip_overlapping(copies: int) -> bytes:
-    """One member's data under ``copies`` directory entries (the overlapping zip bomb)."""
-    data = bytearray(zip_bytes({"a.png": PNG_7}))
-    central = data.rindex(b"PK\x01\x02")
-    end = data.rindex(b"PK\x05\x06")
-    entry = bytes(data[central:end])
-    directory = b"".join(entry.replace(b"a.png", f"{i:05d}".encode()[:5]) for i in range(copies))
-    record = bytearray(data[end:])
-    struct.pack_into("<HHLL", record, 8, copies, copies, len(directory), central)
-    return bytes(data[:central]) + directory + bytes(record)
-
-
-def zip_bomb(size: int) -> bytes:
-    """A member of ``size`` zero bytes named like an image: about 1000:1."""
-    return zip_bytes({"bomb.png": bytes(size)})
-
-
-def gzip_bomb(size: int = 32 * 1024 * 1024) -> bytes:
-    """A tar.gz whose one member is ``size`` zero bytes: read through (it is skipped as no
-    image), the stream inflates about 1000:1."""
-    return tar_bytes({"big.bin": bytes(size)}, compress=True)
-
-
 # --- images ----------------------------------------------------------------------------------
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def seven(mode: str = "RGB", size: int = 280) -> Image.Image:
-    """The test's '7', drawn in ``mode`` (dark ink on light paper; 16-bit grey spans 0-65535)."""
-    image = Image.open(io.BytesIO(draw_character(STROKES["7"], size=size)))
-    if mode == "I;16":
-        return Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
-    return image.convert(mode)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header claims another size (CRC fixed up): what a decompression bomb
-    looks like to a size check."""
-    data = bytearray(encode(Image.new("L", (1, 1))))
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
-
-
-def grey16_png(side: int) -> bytes:
-    """A 16-bit grey PNG of ``side`` x ``side`` with a bar: tiny on the wire, costly to decode."""
-    levels = np.full((side, side), 60000, np.uint16)
-    levels[side // 3 : 2 * side // 3, side // 2 - side // 20 : side // 2 + side // 20] = 1000
-    return encode(Image.fromarray(levels))
-
-
-def flat_png(mode: str, side: int) -> bytes:
-    """A large, almost flat image of ``mode`` with a bar: compresses to almost nothing."""
-    image = Image.new(mode, (side, side), "white")
-    ImageDraw.Draw(image).rectangle(
-        [side // 2 - side // 20, side // 3, side // 2 + side // 20, 2 * side // 3], fill="black")
-    return encode(image)
 
 
 def animated(fmt: str, frames: int = 3) -> bytes:

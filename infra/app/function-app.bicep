@@ -21,6 +21,9 @@ param storageAccountName string
 param deploymentContainerName string
 param batchesContainerName string
 param resultsContainerName string
+
+@description('The queue that carries the shards of a fanned-out batch (its poison queue is this name with -poison).')
+param shardQueueName string
 param applicationInsightsName string
 param instanceMemoryMB int
 param maximumInstanceCount int
@@ -120,7 +123,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // Every app setting, in one place. The host's storage connection is identity-based: no
   // AzureWebJobsStorage connection string, no account key anywhere ("Connecting to host storage
   // with an identity"). The blob trigger uses the same connection (connection="AzureWebJobsStorage"),
-  // and shared/storage.py reads its __blobServiceUri and __clientId to write the results.
+  // and functions/storage.py reads its __blobServiceUri, __queueServiceUri and __clientId.
   resource appSettings 'config' = {
     name: 'appsettings'
     properties: {
@@ -134,6 +137,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       // the package carries them, so their paths are not set here.
       EMNIST_EDGE_BATCH_CONTAINER: batchesContainerName
       EMNIST_EDGE_RESULTS_CONTAINER: resultsContainerName
+      // Fan-out (shared/shards.py): shards of 10,000 items, a few seconds each on one core
+      // (README "Batches": the measurements behind the size).
+      EMNIST_EDGE_SHARD_QUEUE: shardQueueName
+      EMNIST_EDGE_BATCH_SHARD_ITEMS: '10000'
       EMNIST_EDGE_TORCH_THREADS: string(torchThreads)
       EMNIST_EDGE_CLASSIFY_CONCURRENCY: '1'
       EMNIST_EDGE_BATCH_SIZE: '256'

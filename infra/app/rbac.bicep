@@ -3,7 +3,9 @@
 // The app's identity, on the storage account:
 //   Storage Blob Data Owner: the host's own blobs (AzureWebJobsStorage: leases, keys, blob
 //     receipts), the deployment package container, and reading batches / writing results.
-//   Storage Queue Data Contributor: the blob trigger's poison queue. Functions documents these two
+//   Storage Queue Data Contributor: the blob trigger's poison queue, and the shard queue of
+//     fanned-out batches (the blob trigger sends, the queue trigger reads and deletes, the host
+//     moves poison messages to batch-shards-poison). Functions documents these two
 //     for a blob trigger and for an identity-based AzureWebJobsStorage ("Connecting to host storage
 //     with an identity"; includes/functions-blob-permissions.md). Storage Account Contributor, also
 //     listed there, is for the polling blob trigger; the Event Grid source does not need it.

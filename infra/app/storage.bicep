@@ -10,6 +10,9 @@ param tags object
 @description('Blob containers to create: the deployment package, batches and results.')
 param containerNames array
 
+@description('Queues to create: the shard queue of fanned-out batches and its poison queue (the Functions host moves a message there after maxDequeueCount deliveries, and creates it if missing; created here so that its trigger and its role exist before the first poison message).')
+param queueNames array = []
+
 @description('Replication. Batches and results are transient and the package is rebuilt by every deployment, so locally redundant storage is the default.')
 @allowed([
   'Standard_LRS'
@@ -68,6 +71,16 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   properties: {
     publicAccess: 'None'
   }
+}]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queueName in queueNames: {
+  parent: queueService
+  name: queueName
 }]
 
 output name string = storage.name

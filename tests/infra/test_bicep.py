@@ -45,6 +45,8 @@ TYPED = {
     ("Microsoft.Storage/storageAccounts", "2023-05-01"),
     ("Microsoft.Storage/storageAccounts/blobServices", "2023-05-01"),
     ("Microsoft.Storage/storageAccounts/blobServices/containers", "2023-05-01"),
+    ("Microsoft.Storage/storageAccounts/queueServices", "2023-05-01"),
+    ("Microsoft.Storage/storageAccounts/queueServices/queues", "2023-05-01"),
     ("Microsoft.Web/serverfarms", "2024-04-01"),
     ("Microsoft.Web/sites", "2024-04-01"),
     ("Microsoft.Web/sites/basicPublishingCredentialsPolicies", "2024-04-01"),
@@ -461,3 +463,21 @@ def test_the_action_group_mails_the_alert_email_parameter():
                          "emailAddress: alertEmail useCommonAlertSchema: true } ]")
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["alertEmail"]["value"] == "${ALERT_EMAIL}"
+def test_the_shard_queues_exist_for_the_functions_that_read_them():
+    """Infra creates the shard queue and its poison queue, the app is told the queue's name,
+    and the queue triggers the package indexes read exactly those two (identity-based, the
+    host's own storage connection, whose identity holds Storage Queue Data Contributor)."""
+    queues = module("storage").bindings["queueNames"]
+    shard_queue = app_settings()["EMNIST_EDGE_SHARD_QUEUE"]
+    assert queues == [shard_queue, f"{shard_queue}-poison"] == ["batch-shards",
+                                                                "batch-shards-poison"]
+    indexed = json.loads((Path(__file__).parent / "indexed_functions.json").read_text())
+    triggers = {name: bindings[0] for name, bindings in indexed["functions"].items()
+                if bindings[0]["type"] == "queueTrigger"}
+    assert {t["queueName"] for t in triggers.values()} == set(queues)
+    assert {t["connection"] for t in triggers.values()} == {"AzureWebJobsStorage"}
+    settings = app_settings()
+    assert "AzureWebJobsStorage__queueServiceUri" in settings
+    host = json.loads((REPO / "host.json").read_text())["extensions"]["queues"]
+    # One shard at a time per instance: a shard is CPU-bound on one core; instances scale out.
+    assert (host["batchSize"], host["newBatchThreshold"], host["maxDequeueCount"]) == (1, 0, 5)

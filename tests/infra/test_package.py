@@ -90,6 +90,7 @@ SAMPLE_PATHS = [
     "model/manifest.json", "model/train.py", "model/__init__.py", "model/MODEL_CARD.md",
     "model/old/emnist_edge.pt", "tests/conftest.py", "tests/infra/test_package.py",
     "infra/main.bicep", "infra/package.py", "loadtests/locustfile.py",
+    "loadtests/requirements.txt", "bench/report.py", "local/serve.py",
     ".github/workflows/ci.yml", ".venv/bin/python", "node_modules/azurite/package.json",
     "artifacts/screenshots/page.png", ".gpu/run.sh", "dist/emnist-edge.zip",
     ".python_packages/lib/site-packages/torch/__init__.py",
@@ -161,8 +162,8 @@ def test_package_carries_the_app_and_nothing_else(built):
     assert {name for name in app_part(files) if not built_by_the_packager(name)} == needed
     assert {name for name in app_part(files) if built_by_the_packager(name)} == {
         ".funcignore", *(bytecode_of(name) for name in needed if name.endswith(".py"))}
-    for absent in ("tests/", "infra/", "loadtests/", ".github/", ".venv/", "node_modules/",
-                   "artifacts/", ".gpu/", "dist/"):
+    for absent in ("tests/", "infra/", "loadtests/", "bench/", "local/", ".github/", ".venv/",
+                   "node_modules/", "artifacts/", ".gpu/", "dist/"):
         assert not any(name.startswith(absent) for name in files), absent
     assert not {"model/train.py", "model/__init__.py", "local.settings.json"} & files
 

@@ -155,6 +155,9 @@ def test_loadtest_runs_locust_with_the_slo_profile_and_keeps_reports():
     run = scripts(loadtest)
     assert 'python -m loadtests --host "$APP_URL" --profile slo --reports reports/' in run
     assert "EMNIST_EDGE_FUNCTION_KEY=" in run
+    # The load generator with its own requirements only: no torch, nothing of the app.
+    assert "pip install -r loadtests/requirements.txt" in run
+    assert "requirements-dev.txt" not in run and "PIP_EXTRA_INDEX_URL" not in str(loadtest)
     uploads = [step for step in steps(loadtest) if step.get("uses") == "actions/upload-artifact@v4"]
     assert uploads and uploads[0]["if"] == "always()" and uploads[0]["with"]["path"] == "reports/"
 

@@ -18,7 +18,8 @@ def azurite() -> Iterator[Azurite]:
     if not is_installed():
         pytest.skip("Azurite is not installed: run `npm ci` at the repository root")
     settings = Settings.from_env()
-    server = start_azurite(containers=(settings.batch_container, settings.results_container))
+    server = start_azurite(containers=(settings.batch_container, settings.results_container),
+                           queues=(settings.shard_queue,))
     yield server
     server.stop()
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
+from functools import partial
 from types import SimpleNamespace
 
 import azurefunctions.extensions.bindings.blob as blob
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from azurefunctions.extensions.base import Datum
 
-from functions.storage import blob_service, process_blob
+from functions.storage import QueueShards, blob_service, process_blob, shard_queue
 from local.azurite import start_local_batch_stack
 from local.poller import BatchPoller
 from shared import batch as process_batch_module
@@ -46,6 +47,11 @@ def model(settings, models):
 @pytest.fixture(scope="module")
 def service(azurite, settings):
     return blob_service(settings, azurite.connection_string)
+
+
+@pytest.fixture(scope="module")
+def shards(azurite, settings):
+    return QueueShards(partial(shard_queue, settings, azurite.connection_string))
 
 
 @pytest.fixture
@@ -123,8 +129,8 @@ def test_a_bad_version_replaces_results_with_an_error(service, settings, model, 
     assert read_json(service, settings, f"{name}.error.json")["code"] == "invalid_batch"
 
 
-def test_the_poller_picks_up_an_upload(service, settings, model, name, models):
-    poller = BatchPoller(service, settings, models, interval=0.1)
+def test_the_poller_picks_up_an_upload(service, settings, model, name, models, shards):
+    poller = BatchPoller(service, settings, models, shards, interval=0.1)
     poller.start()
     try:
         service.get_blob_client(settings.batch_container, name).upload_blob(npy(5))
@@ -189,17 +195,17 @@ def test_the_local_stack_processes_uploads(tmp_path, tiny_model_files, monkeypat
     assert not stack.azurite.location.exists()
 
 
-def test_the_poller_remembers_what_it_handled(service, settings, model, name, models):
+def test_the_poller_remembers_what_it_handled(service, settings, model, name, models, shards):
     """Listed etags come without quotes, a blob's properties with them: compared in one form,
     a second poll reads nothing about a blob it has handled."""
     service.get_blob_client(settings.batch_container, name).upload_blob(npy(2))
-    poller = BatchPoller(service, settings, models)
+    poller = BatchPoller(service, settings, models, shards)
     assert any(o.source.name == name and o.status == "processed" for o in poller.poll_once())
     assert [o for o in poller.poll_once() if o.source and o.source.name == name] == []
 
 
 def test_a_corrupt_batch_never_blocks_the_ones_after_it(service, settings, model, monkeypatch,
-                                                       models):
+                                                       models, shards):
     """A batch whose reading fails unexpectedly gets a final internal_error; the poller goes
     on to the next blob in the same poll, and does not retry the failed one."""
     prefix = f"t-{uuid.uuid4().hex[:8]}"
@@ -214,7 +220,7 @@ def test_a_corrupt_batch_never_blocks_the_ones_after_it(service, settings, model
         return original(self)
 
     monkeypatch.setattr(process_batch_module.BatchReader, "chunks", chunks)
-    poller = BatchPoller(service, settings, models)
+    poller = BatchPoller(service, settings, models, shards)
     outcomes = {o.source.name: o for o in poller.poll_once() if o.source.name.startswith(prefix)}
     assert outcomes[first].status == "failed"
     assert read_json(service, settings, f"{first}.error.json")["code"] == "internal_error"

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.loadtest import POLL_S
 from loadtests import __main__ as loadtest
 from loadtests.gates import Figures, Gates, percentile
-from loadtests.local import POLL_S, STORAGE_VARIABLE
+from loadtests.settings import STORAGE_VARIABLE
 from local import azurite
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
@@ -46,7 +47,9 @@ def batch_storage() -> Iterator[bool]:
     if not azurite.is_installed():
         yield False
         return
-    settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S)
+    # The load test's batches are small (processed in place): no shard workers, whose start
+    # (torch, in each) would only compete with the server for the cores under measurement.
+    settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S, batch_workers=0)
     stack = azurite.start_local_batch_stack(settings, ModelRegistry())
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(STORAGE_VARIABLE, stack.connection_string)

@@ -56,13 +56,14 @@ class MemoryBlob:
         data, etag = self._get()
         return SimpleNamespace(etag=etag, size=len(data))
 
-    def download_blob(self, etag: str | None = None, match_condition=None) -> io.BytesIO:
+    def download_blob(self, offset: int = 0, length: int | None = None, etag: str | None = None,
+                      match_condition=None) -> io.BytesIO:
         if self._storage.fail_downloads:
             raise ServiceRequestError("storage unavailable")
         data, current = self._get()
         if etag is not None and etag != current:
             raise ResourceModifiedError("ConditionNotMet")
-        download = io.BytesIO(data)
+        download = io.BytesIO(data[offset : None if length is None else offset + length])
         download.readall = download.read  # the SDK downloader's name for "everything"
         return download
 

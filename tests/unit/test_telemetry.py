@@ -4,6 +4,7 @@ and a batch, the instruments and spans the dashboards rely on exist with their a
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from shared.batch import process_batch
 from shared.config import Settings
 from shared.local_files import LocalFileSource, LocalResultSink
 from shared.model_loader import load_model
+from shared.shards import ShardMessage, run_shard, submit_batch
 from shared.telemetry import Telemetry
 from tests.payloads import PNG_7, ink, npy_bytes
 
@@ -94,3 +96,24 @@ def test_a_batch_records_items_by_outcome_and_a_span(recorded, tiny_model_files,
     (batch,) = [s for s in spans.get_finished_spans() if s.name == "batch"]
     assert batch.attributes["emnist_edge.batch.name"] == "four.npy"
     assert batch.attributes["emnist_edge.batch.outcome"] == "processed"
+
+
+def test_a_fanned_out_batch_records_a_span_and_items_per_shard(recorded, tiny_model_files,
+                                                              tmp_path):
+    telemetry, reader, spans = recorded
+    path = tmp_path / "ten.npy"
+    path.write_bytes(npy_bytes(ink(10)))
+    settings = dataclasses.replace(Settings.from_env(), batch_shard_items=4)
+    model = load_model(*tiny_model_files)
+    source, sink = LocalFileSource(path), LocalResultSink(tmp_path)
+    sent: list[str] = []
+    submit_batch(source, sink, SimpleNamespace(send=sent.extend), settings, model)
+    for text in sent:
+        run_shard(ShardMessage.decode(text), source, sink, settings, model, instance="i",
+                  telemetry=telemetry)
+    shards = [s for s in spans.get_finished_spans() if s.name == "shard"]
+    assert sorted(s.attributes["emnist_edge.shard.index"] for s in shards) == [0, 1, 2]
+    assert {s.attributes["emnist_edge.shard.items"] for s in shards} == {4, 2}
+    items = {p.attributes["outcome"]: p.value for p in points(reader)["emnist_edge.batch.items"]
+             if "error.type" not in p.attributes}
+    assert items["succeeded"] == 10

@@ -1,4 +1,4 @@
-"""Batch benchmark: ``python -m loadtests.bench_batch`` prints throughput and peak memory.
+"""Batch benchmark: ``python -m bench.batch`` prints throughput and peak memory.
 
 In one run, against an Azurite it starts itself and with the model the service loads:
 
@@ -93,7 +93,7 @@ class Measurement:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_batch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.batch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idx-items", type=int, default=100_000)
     parser.add_argument("--png-items", type=int, default=10_000)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch threads {settings.torch_threads}, forward pass {settings.batch_size} images, "
           f"chunk {settings.batch_chunk_items} items")
     rng = np.random.default_rng(0)
-    prototypes = _prototypes(rng)
+    prototypes = draw_prototypes(rng)
     measured = measure_batches(settings, model, args.idx_items, args.png_items, args.repeats,
                                rng, prototypes)
     for measurement in measured:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as work_dir:
         work = Path(work_dir)
         big = work / "million.idx"
-        _write_idx(big, args.rss_items, prototypes, rng)
+        write_idx(big, args.rss_items, prototypes, rng)
         memory = _child_memory(big, work)
     print(f"{args.rss_items:,d}-image IDX batch from a local file: peak RSS {memory['peak']:.0f} "
           f"MB (model loaded: {memory['loaded']:.0f} MB resident, {memory['load_peak']:.0f} MB "
@@ -136,14 +136,14 @@ def measure_batches(
     """An IDX batch and a PNG zip through a fresh Azurite, each measured ``repeats`` times
     against model-only throughput on the same tiles (the IDX first, then the zip)."""
     rng = rng or np.random.default_rng(0)
-    prototypes = prototypes or _prototypes(rng)
+    prototypes = prototypes or draw_prototypes(rng)
     azurite = start_azurite(containers=(settings.batch_container, settings.results_container))
     try:
         service = blob_service(settings, azurite.connection_string)
         with tempfile.TemporaryDirectory(prefix="batch-bench-") as work:
             idx, archive = Path(work) / "bench.idx", Path(work) / "bench.zip"
-            _write_idx(idx, idx_items, prototypes, rng)
-            _write_png_zip(archive, png_items, prototypes, rng)
+            write_idx(idx, idx_items, prototypes, rng)
+            write_png_zip(archive, png_items, prototypes, rng)
             return [_measure(title, service, settings, model, path, repeats)
                     for title, path in (("IDX", idx), ("PNG zip", archive))]
     finally:
@@ -197,7 +197,7 @@ def _model_only(model: LoadedModel, tiles: np.ndarray, batch_size: int) -> None:
 # --- synthetic data -------------------------------------------------------------------------
 
 
-def _prototypes(rng: np.random.Generator) -> list[Image.Image]:
+def draw_prototypes(rng: np.random.Generator) -> list[Image.Image]:
     """Characters of 2-4 random strokes, black on white at 112 px (a scanned form's cell)."""
     shapes = []
     for _ in range(PROTOTYPES):
@@ -216,7 +216,7 @@ def _tiles_from(prototypes: list[Image.Image]) -> np.ndarray:
     return upright(np.stack(small).astype(np.uint8))  # a transpose: its own inverse
 
 
-def _write_idx(path: Path, count: int, prototypes: list[Image.Image],
+def write_idx(path: Path, count: int, prototypes: list[Image.Image],
                rng: np.random.Generator) -> None:
     """An IDX file of shifted prototypes, written a chunk at a time (a million is 784 MB)."""
     base = _tiles_from(prototypes)
@@ -229,7 +229,7 @@ def _write_idx(path: Path, count: int, prototypes: list[Image.Image],
             out.write(np.roll(chunk, shift, axis=1 + (start // 65536) % 2).tobytes())
 
 
-def _write_png_zip(path: Path, count: int, prototypes: list[Image.Image],
+def write_png_zip(path: Path, count: int, prototypes: list[Image.Image],
                    rng: np.random.Generator) -> None:
     """A zip of PNGs in a few folders, as forms' character cells would be exported."""
     encoded = []
@@ -250,7 +250,7 @@ def _child_memory(batch: Path, work: Path) -> dict[str, float]:
     """Memory (MB) of a fresh process that loads the model and processes ``batch``."""
     out = work / "rss-out"
     out.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "loadtests.bench_batch", "--rss-child", str(batch), str(out)]
+    command = [sys.executable, "-m", "bench.batch", "--rss-child", str(batch), str(out)]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 

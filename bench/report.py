@@ -1,13 +1,13 @@
-"""``python -m loadtests.report`` (``make bench``): every performance figure in one run.
+"""``python -m bench.report`` (``make bench``): every performance figure in one run.
 
 Side by side, with ratios:
 
 - model only, in-process (``model.benchmark``): our model against the original EdgeCNN,
   single-image latency and batch throughput;
 - HTTP round trips at 1, 16 and 64 closed-loop clients and requests/s, dynamic batching off
-  against on (``loadtests.http_bench``), next to the handler's in-process latency;
+  against on (``bench.http_clients``), next to the handler's in-process latency;
 - batches: items/s for a 100k-image IDX file and a 10k-PNG zip through Azurite
-  (``loadtests.bench_batch``; skipped when Azurite is not installed), next to model-only;
+  (``bench.batch``; skipped when Azurite is not installed), next to model-only;
 - cold start: process start to the first prediction served over HTTP, next to a bare
   ``python -c "import torch"`` measured in the same run;
 - resident memory of the server, ready and after the load.
@@ -33,7 +33,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from loadtests import http_bench, plot, server
+from bench import http_clients, plot
+from local import server
 from shared.config import REPO_ROOT, Settings
 
 OUT = REPO_ROOT / "artifacts" / "bench"
@@ -60,10 +61,10 @@ def model_only(rounds: int) -> dict[str, Any]:
 
 
 def batches(repeats: int) -> dict[str, Any] | None:
-    """Batch items/s through Azurite (``loadtests.bench_batch``'s measurement: best of
+    """Batch items/s through Azurite (``bench.batch``'s measurement: best of
     ``repeats`` runs, its figure of merit); None without Azurite."""
 
-    from loadtests.bench_batch import measure_batches
+    from bench.batch import measure_batches
     from local import azurite
     from shared.model_loader import ModelSpec, load_spec
 
@@ -79,7 +80,7 @@ def batches(repeats: int) -> dict[str, Any] | None:
 def cold_start(repeats: int) -> dict[str, Any]:
     """Process start to the first prediction served, and a bare ``import torch``, alternated;
     the medians, and the server's resident memory once ready."""
-    sample = http_bench.corpus()[0]
+    sample = http_clients.corpus()[0]
     first: list[float] = []
     torch_s: list[float] = []
     rss: list[float] = []
@@ -94,7 +95,7 @@ def cold_start(repeats: int) -> dict[str, Any]:
                 started = time.perf_counter()
                 connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=60)
                 try:
-                    http_bench.post(connection, sample)
+                    http_clients.post(connection, sample)
                 finally:
                     connection.close()
                 first.append(running.ready_s + time.perf_counter() - started)
@@ -105,13 +106,13 @@ def cold_start(repeats: int) -> dict[str, Any]:
 
 
 def http_figures(requests: int, rounds: int) -> dict[str, Any]:
-    """Closed-loop clients against servers with batching off and on (``http_bench``)."""
-    samples = http_bench.corpus()
-    local = http_bench.Load.of(1, http_bench.in_process(samples, requests), 0.0)
+    """Closed-loop clients against servers with batching off and on (``bench.http_clients``)."""
+    samples = http_clients.corpus()
+    local = http_clients.Load.of(1, http_clients.in_process(samples, requests), 0.0)
     OUT.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        servers = http_bench.running_modes(stack, OUT)
-        results = http_bench.compare(servers.ports, samples, http_bench.CONCURRENCY, requests,
+        servers = http_clients.running_modes(stack, OUT)
+        results = http_clients.compare(servers.ports, samples, http_clients.CONCURRENCY, requests,
                                      rounds)
         rss = servers.rss_mib()
     return {"in-process classify": asdict(local),
@@ -165,7 +166,7 @@ def caption(settings: Settings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement")
     parser.add_argument("--requests", type=int, default=600, help="HTTP requests per round")

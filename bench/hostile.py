@@ -1,11 +1,12 @@
-"""``python -m loadtests.hostile_bench``: what the costliest inputs within the limits cost.
+"""``python -m bench.hostile``: what the costliest inputs within the limits cost.
 
 Each case runs in a fresh interpreter that has loaded the model and answered one good image
 first; what the case then adds is measured there: CPU time (user + system) and the rise of the
 peak resident memory above that warm baseline. Cases are the worst of the hostile-input suite
-(``tests/hostile``, whose payload builders this reuses), each at the limit that bounds it, and
-two ordinary uploads for scale. Every figure is printed next to the budget the README states,
-and ``artifacts/bench/hostile.json`` keeps them. Exits 1 when a case is over its budget.
+(``tests/hostile``; both build their inputs with ``bench.payloads``), each at the limit that
+bounds it, and two ordinary uploads for scale. Every figure is printed next to the budget the
+README states, and ``artifacts/bench/hostile.json`` keeps them. Exits 1 when a case is over its
+budget.
 
 Requests go through the HTTP app's own pipeline in-process (body parsing, decoding,
 preprocessing, the forward pass: ``functions.http_api.classify_calls``), batches through
@@ -81,7 +82,7 @@ def _noise_png(side: int) -> bytes:
     import numpy as np
     from PIL import Image
 
-    from tests.payloads import encode
+    from bench.payloads import encode
 
     levels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
     levels[side // 3 : 2 * side // 3, side // 2 - 4 : side // 2 + 4] = 0
@@ -91,7 +92,7 @@ def _noise_png(side: int) -> bytes:
 def _many_frames_gif(frames: int) -> bytes:
     from PIL import Image
 
-    from tests.payloads import encode, seven
+    from bench.payloads import encode, seven
 
     first = seven("P")
     rest = [Image.new("P", first.size, i % 256) for i in range(frames - 1)]
@@ -99,13 +100,13 @@ def _many_frames_gif(frames: int) -> bytes:
 
 
 def _big_jpeg() -> bytes:
-    from tests.payloads import encode, seven
+    from bench.payloads import encode, seven
 
     return encode(seven("RGB", size=4000).resize((6000, 4000)), "JPEG", quality=90)
 
 
 def _zip_of(members: dict[str, bytes]) -> bytes:
-    from tests.payloads import zip_bytes
+    from bench.payloads import zip_bytes
 
     return zip_bytes(members)
 
@@ -154,7 +155,7 @@ def _batch(data: bytes, **limits: int) -> Callable[[Settings, LoadedModel], str]
 
 def cases(settings: Settings) -> dict[str, Callable[[], Case]]:
     """Each case built only in the process that runs it (some payloads are large)."""
-    from tests.payloads import (
+    from bench.payloads import (
         encode,
         flat_png,
         grey16_png,
@@ -251,8 +252,8 @@ def _cpu_s() -> float:
 
 def measure_here(name: str) -> dict[str, Any]:
     """Run one case in this process: build it, warm up, then measure (the child's side)."""
+    from bench.payloads import PNG_7
     from shared.model_loader import ModelSpec, load_spec
-    from tests.payloads import PNG_7
 
     settings = Settings.from_env()
     case = cases(settings)[name]()
@@ -269,7 +270,7 @@ def measure_here(name: str) -> dict[str, Any]:
 
 def measure(name: str) -> dict[str, Any]:
     """One case in a fresh interpreter (its own peak memory, nothing cached from another)."""
-    run = subprocess.run([sys.executable, "-m", "loadtests.hostile_bench", "--child", name],
+    run = subprocess.run([sys.executable, "-m", "bench.hostile", "--child", name],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     if run.returncode != 0:
         raise RuntimeError(f"case {name} failed:\n{run.stderr[-3000:]}")
@@ -277,7 +278,7 @@ def measure(name: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.hostile_bench",
+    parser = argparse.ArgumentParser(prog="python -m bench.hostile",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", help="run only these cases (repeatable)")
     parser.add_argument("--child", help=argparse.SUPPRESS)

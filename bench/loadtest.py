@@ -1,4 +1,4 @@
-"""``python -m loadtests.local --profile slo|smoke|mixed|capacity [python -m loadtests options]``.
+"""``python -m bench.loadtest --profile slo|smoke|mixed|capacity [python -m loadtests options]``.
 
 The local stack under load, start to finish (what ``make loadtest`` runs): starts the server
 (``python -m local.serve`` on a free loopback port, default settings) and, for profiles
@@ -24,17 +24,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from loadtests import __main__ as loadtest
-from loadtests import server
+from loadtests import __main__ as client
 from loadtests.profiles import PROFILES
-from local import azurite
+from loadtests.settings import STORAGE_VARIABLE
+from local import azurite, server
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
 
 # The local poller lists the batches container this often: often enough that the interval adds
 # little to the upload-to-results time the batch users measure.
 POLL_S = 0.2
-STORAGE_VARIABLE = "AzureWebJobsStorage"
 
 log = logging.getLogger("emnist_edge.loadtest")
 
@@ -42,8 +41,8 @@ log = logging.getLogger("emnist_edge.loadtest")
 @contextlib.contextmanager
 def batch_stack(wanted: bool) -> Iterator[None]:
     """Azurite and the poller, their connection string exported to the load generator (in
-    the Functions host's own variable, which ``Settings`` reads); nothing when not wanted, or
-    when Azurite is not installed (the batch users are then left out)."""
+    the Functions host's own variable, which ``loadtests.settings`` reads); nothing when not
+    wanted, or when Azurite is not installed (the batch users are then left out)."""
     if not wanted:
         yield
         return
@@ -51,7 +50,9 @@ def batch_stack(wanted: bool) -> Iterator[None]:
         log.warning("Azurite is not installed (npm ci): the batch users are left out")
         yield
         return
-    settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S)
+    # The load test's batches are small (processed in place): no shard workers, whose start
+    # (torch, in each) would only compete with the server for the cores under measurement.
+    settings = dataclasses.replace(Settings.from_env(), batch_poll_s=POLL_S, batch_workers=0)
     stack = azurite.start_local_batch_stack(settings, ModelRegistry())
     os.environ[STORAGE_VARIABLE] = stack.connection_string  # this process exits after the run
     try:
@@ -71,11 +72,11 @@ def run_against_server(reports: Path, arguments: list[str], batching: bool | Non
             server.running(server_log, settings) as running:
         print(f"server {running.url} ready in {running.ready_s:.1f} s "
               f"({', '.join(f'{k}={v}' for k, v in settings.items())})", flush=True)
-        return loadtest.main(["--host", running.url, "--reports", str(reports), *arguments])
+        return client.main(["--host", running.url, "--reports", str(reports), *arguments])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.local", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=PROFILES, default="slo")
     parser.add_argument("--reports", type=Path, default=Path("artifacts/loadtest"))

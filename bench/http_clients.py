@@ -1,4 +1,4 @@
-"""HTTP benchmark: ``python -m loadtests.http_bench [--clients 1 16 64] [--requests N]``.
+"""HTTP benchmark: ``python -m bench.http_clients [--clients 1 16 64] [--requests N]``.
 
 Closed-loop keep-alive clients (threads, each with its own connection, each request sent as
 soon as the last was answered) post drawn characters of about 300-450 px to local servers with
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtests import checks, server
+from loadtests import checks
 from loadtests.corpus import SLO_SIZES, Sample, build
+from local import server
 from shared.config import Settings
 from shared.model_loader import load_model
 from shared.preprocess import DecodeBudget
@@ -184,7 +185,7 @@ def rows(results: dict[str, dict[int, Load]]) -> Iterator[tuple[str, float, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.http_bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.http_clients", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=list(CONCURRENCY))
     parser.add_argument("--requests", type=int, default=600, help="per measurement")

@@ -1,6 +1,7 @@
-"""The local server as the load tests and benchmarks run it: ``python -m local.serve`` in a
-subprocess on a free loopback port, with settings given as EMNIST_EDGE_* variables, waited for
-until ready, measured (resident memory), and stopped by its PID.
+"""The local server as the benchmarks, the local load test (``bench.loadtest``) and the tests
+run it: ``python -m local.serve`` in a subprocess on a free loopback port, with settings given
+as EMNIST_EDGE_* variables, waited for until ready, measured (resident memory), and stopped by
+its PID.
 """
 
 from __future__ import annotations

@@ -1,0 +1,164 @@
+"""Fan-out against in-place processing, end to end through Azurite, in one run:
+``python -m bench.fanout [--png-items N] [--idx-items N] [--workers 1 2]``.
+
+- A zip of ``--png-items`` PNG cells (default 100,000): items/s processed in place (this
+  process, the blob trigger's code), then fanned out (``functions.storage.submit_blob`` plans
+  and queues; ``local.shard_workers`` processes, already warm, consume the queue) with each
+  ``--workers`` count, from the upload's end to the summary's appearance. Targets on this
+  2-core machine: 2 workers >= 1.7x in place; 1 worker within 10 % of in place (the overhead).
+- An IDX file of ``--idx-items`` images (default 1,000,000): the same, with each worker
+  process's peak resident memory (VmHWM; the in-place figure is ``python -m bench.batch``'s).
+
+Writes ``artifacts/bench/fanout.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.batch import draw_prototypes, write_idx, write_png_zip
+from functions.storage import QueueShards, blob_service, process_blob, shard_queue, submit_blob
+from local.azurite import start_azurite
+from local.shard_workers import start_workers, stop_workers
+from shared.config import REPO_ROOT, Settings
+from shared.model_loader import ModelRegistry, ModelSpec
+
+OUT = REPO_ROOT / "artifacts" / "bench" / "fanout.json"
+WARM_ITEMS = 40
+
+
+def _peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmHWM")
+
+
+def _upload(blob, path: Path) -> None:
+    with open(path, "rb") as stream:
+        blob.upload_blob(stream, overwrite=True, max_concurrency=4)
+
+
+def _wait_for(blob, timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while not blob.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {blob.blob_name} within {timeout_s:.0f} s")
+        time.sleep(0.05)
+    return time.perf_counter()
+
+
+def measure(path: Path, settings: Settings, connection: str, worker_counts: list[int],
+            model) -> dict:
+    """In place, then fanned out with each worker count, on one uploaded batch each."""
+    service = blob_service(settings, connection)
+    shards = QueueShards(lambda: shard_queue(settings, connection))
+    results = service.get_container_client(settings.results_container)
+    figures: dict = {"items": None, "bytes": path.stat().st_size}
+
+    blob = service.get_blob_client(settings.batch_container, f"inplace-{path.name}")
+    _upload(blob, path)
+    started = time.perf_counter()
+    outcome = process_blob(blob, settings, service, model)
+    seconds = time.perf_counter() - started
+    figures["items"] = outcome.document["items"]
+    figures["in_place"] = {"seconds": round(seconds, 2),
+                           "items_per_s": round(figures["items"] / seconds, 1)}
+    print(f"{path.name}: in place {figures['in_place']['items_per_s']:,.0f} items/s "
+          f"({seconds:.1f} s)", flush=True)
+
+    for workers in worker_counts:
+        processes = start_workers(dataclasses.replace(settings, batch_workers=workers),
+                                  connection)
+        try:
+            _warm(service, settings, shards, model, results, workers)
+            name = f"fanout{workers}-{path.name}"
+            blob = service.get_blob_client(settings.batch_container, name)
+            _upload(blob, path)
+            started = time.perf_counter()
+            submit_blob(blob, settings, service, shards, model)
+            done = _wait_for(results.get_blob_client(f"{name}.summary.json"), 3600)
+            summary = json.loads(results.get_blob_client(f"{name}.summary.json")
+                                 .download_blob().readall())
+            peaks = [_peak_mb(process.pid) for process in processes]
+        finally:
+            stop_workers(processes)
+        seconds = done - started
+        entry = {"workers": workers, "seconds": round(seconds, 2),
+                 "items_per_s": round(summary["items"] / seconds, 1),
+                 "shards": summary["shards"], "instances": summary["instances"],
+                 "worker_peak_mb": [round(p, 1) for p in peaks]}
+        entry["ratio_to_in_place"] = round(entry["items_per_s"]
+                                           / figures["in_place"]["items_per_s"], 2)
+        figures[f"fanout_{workers}"] = entry
+        print(f"{path.name}: fanned out over {workers} worker(s) {entry['items_per_s']:,.0f} "
+              f"items/s ({seconds:.1f} s, {entry['shards']} shards, {entry['instances']} "
+              f"workers used): {entry['ratio_to_in_place']:.2f}x in place; worker peak "
+              f"{', '.join(f'{p:.0f}' for p in peaks)} MB", flush=True)
+    return figures
+
+
+def _warm(service, settings: Settings, shards: QueueShards, model, results,
+          workers: int) -> None:
+    """A small fanned-out batch first, one shard per worker: every worker has loaded and
+    warmed its model before the measured batch is uploaded."""
+    name = f"warm-{time.monotonic_ns()}.npy"
+    tiles = np.random.default_rng(0).integers(1, 256, (WARM_ITEMS * workers, 28, 28),
+                                              dtype=np.uint8)
+    with tempfile.TemporaryFile() as buffer:
+        np.save(buffer, tiles)
+        buffer.seek(0)
+        blob = service.get_blob_client(settings.batch_container, name)
+        blob.upload_blob(buffer.read(), overwrite=True)
+    warm = dataclasses.replace(settings, batch_shard_items=WARM_ITEMS)
+    submit_blob(blob, warm, service, shards, model)
+    _wait_for(results.get_blob_client(f"{name}.summary.json"), 300)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--png-items", type=int, default=100_000)
+    parser.add_argument("--idx-items", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    settings = dataclasses.replace(Settings.from_env(), batch_poll_s=0.05)
+    model = ModelRegistry().get(ModelSpec.of(settings))
+    print(f"shards of {settings.batch_shard_items} items, chunks of "
+          f"{settings.batch_chunk_items}, forward passes of {settings.batch_size}", flush=True)
+    report: dict = {"shard_items": settings.batch_shard_items}
+    azurite = start_azurite(containers=(settings.batch_container, settings.results_container),
+                            queues=(settings.shard_queue,))
+    try:
+        with tempfile.TemporaryDirectory(prefix="fanout-bench-") as work:
+            rng = np.random.default_rng(0)
+            prototypes = draw_prototypes(rng)
+            png = Path(work) / "cells.zip"
+            write_png_zip(png, args.png_items, prototypes, rng)
+            report["png_zip"] = measure(png, settings, azurite.connection_string,
+                                        args.workers, model)
+            png.unlink()
+            idx = Path(work) / "million.idx"
+            write_idx(idx, args.idx_items, prototypes, rng)
+            report["idx"] = measure(idx, settings, azurite.connection_string, args.workers,
+                                    model)
+    finally:
+        azurite.stop()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

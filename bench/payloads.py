@@ -1,0 +1,133 @@
+"""Hostile inputs built in memory: bombs, lies and images at the decoding limits.
+
+What the hostile-input tests (``tests/hostile``, ``tests/unit``) attack the service with and
+what ``python -m bench.hostile`` measures the cost of, built in one place so that the benchmark
+measures exactly the inputs the tests refuse or bound. The characters come from the load test's
+corpus (``loadtests.corpus``). Nothing is read from disk.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+import zipfile
+import zlib
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from loadtests.corpus import STROKES, draw_character
+
+PNG_7 = draw_character(STROKES["7"])
+
+
+# --- archives --------------------------------------------------------------------------------
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in members.items():
+            if name.endswith("/"):
+                archive.mkdir(name.rstrip("/"))
+            else:
+                archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def tar_bytes(members: dict[str, bytes], compress: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if compress else "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def zip_of_many_entries(count: int) -> bytes:
+    """A zip of ``count`` empty stored entries (small file, a large directory)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for i in range(count):
+            archive.writestr(f"{i}", b"")
+    return buffer.getvalue()
+
+
+def zip_overlapping(copies: int) -> bytes:
+    """One member's data under ``copies`` directory entries (the overlapping zip bomb)."""
+    data = bytearray(zip_bytes({"a.png": PNG_7}))
+    central = data.rindex(b"PK\x01\x02")
+    end = data.rindex(b"PK\x05\x06")
+    entry = bytes(data[central:end])
+    directory = b"".join(entry.replace(b"a.png", f"{i:05d}".encode()[:5]) for i in range(copies))
+    record = bytearray(data[end:])
+    struct.pack_into("<HHLL", record, 8, copies, copies, len(directory), central)
+    return bytes(data[:central]) + directory + bytes(record)
+
+
+def zip_bomb(size: int) -> bytes:
+    """A member of ``size`` zero bytes named like an image: about 1000:1."""
+    return zip_bytes({"bomb.png": bytes(size)})
+
+
+def gzip_bomb(size: int = 32 * 1024 * 1024) -> bytes:
+    """A tar.gz whose one member is ``size`` zero bytes: read through (it is skipped as no
+    image), the stream inflates about 1000:1."""
+    return tar_bytes({"big.bin": bytes(size)}, compress=True)
+
+
+
+# --- arrays ----------------------------------------------------------------------------------
+
+
+def npy_with_header(header: str, payload: bytes = b"") -> bytes:
+    """An .npy of version 1.0 whose header dictionary is ``header``, verbatim."""
+    text = header.encode("latin1")
+    text += b" " * (-(len(text) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + payload
+
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def seven(mode: str = "RGB", size: int = 280) -> Image.Image:
+    """The test's '7', drawn in ``mode`` (dark ink on light paper; 16-bit grey spans 0-65535)."""
+    image = Image.open(io.BytesIO(draw_character(STROKES["7"], size=size)))
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
+    return image.convert(mode)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims another size (CRC fixed up): what a decompression bomb
+    looks like to a size check."""
+    data = bytearray(encode(Image.new("L", (1, 1))))
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+def grey16_png(side: int) -> bytes:
+    """A 16-bit grey PNG of ``side`` x ``side`` with a bar: tiny on the wire, costly to decode."""
+    levels = np.full((side, side), 60000, np.uint16)
+    levels[side // 3 : 2 * side // 3, side // 2 - side // 20 : side // 2 + side // 20] = 1000
+    return encode(Image.fromarray(levels))
+
+
+def flat_png(mode: str, side: int) -> bytes:
+    """A large, almost flat image of ``mode`` with a bar: compresses to almost nothing."""
+    image = Image.new(mode, (side, side), "white")
+    ImageDraw.Draw(image).rectangle(
+        [side // 2 - side // 20, side // 3, side // 2 + side // 20, 2 * side // 3], fill="black")
+    return encode(image)
+
