@@ -48,7 +48,7 @@ bench: setup
 	$(PY) -m bench.report
 	$(PY) -m bench.hostile
 	$(PY) -m bench.fanout
-	$(PY) infra/coldstart.py
+	$(PY) infra/coldstart.py --application-insights
 
 # Large batches in place against fanned out over 1 and 2 worker processes, through Azurite:
 # a 100,000-PNG zip and a 1,000,000-image IDX file (artifacts/bench/fanout.json; a few
@@ -61,8 +61,10 @@ bench-fanout: setup
 bench-hostile: setup
 	$(PY) -m bench.hostile
 
+# With --application-insights: the package also started with Application Insights' settings,
+# alternating with the plain one (what the telemetry adds to a cold start; infra/README.md).
 coldstart: setup
-	$(PY) infra/coldstart.py
+	$(PY) infra/coldstart.py --application-insights
 
 # The local stack under Locust, bounded (bench/loadtest.py starts the server, Azurite and the
 # poller, then runs the client, python -m loadtests, which alone runs against any host): the

@@ -3,22 +3,26 @@ deployed app: the settings are read here, once, and the model registry, the ASGI
 blueprints are built from them and passed down.
 
 The host imports this module and indexes ``app``; each blueprint keeps its own triggers and
-auth levels next to the code they forward to.
+auth levels next to the code they forward to. Where Application Insights is configured (in
+Azure), its exporters go behind the OpenTelemetry API before anything records.
 """
 
 from functools import cache, partial
 
 import azure.functions as func
 
-from functions import blob_batch, http_functions, shard_queue
+from functions import azure_telemetry, blob_batch, http_functions, shard_queue
 from functions.http_api import create_app
 from functions.storage import QueueShards, blob_service, quiet_sdk_http_logging
 from functions.storage import shard_queue as shard_queue_client
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
+from shared.telemetry import model_identity
 
 quiet_sdk_http_logging()
 settings = Settings.from_env()
+# First, so that the app's spans and metrics go to Application Insights from the first request.
+telemetry = azure_telemetry.install(settings, model_identity(settings.manifest_path))
 models = ModelRegistry()
 api = create_app(settings, models)
 bridge = http_functions.AsgiBridge(api)

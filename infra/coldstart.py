@@ -20,9 +20,16 @@ as the same-run baseline. Medians of ``--runs`` starts each, after one start eac
 file cache. ``--compare-timestamps`` adds the two timestamp-checked alternatives (pip's own
 bytecode in a zip with fixed 1980 timestamps, as the package was built before, and with the
 files' real timestamps) so that the choice of unchecked-hash bytecode stays measured.
+``--application-insights`` starts the package a second way, with the two settings that
+infra/app/function-app.bicep gives the app (a connection string to an unreachable endpoint and
+the managed identity's authentication string), so that the root installs Azure Monitor's
+exporters as it does in Azure: what telemetry adds to a cold start, from starts that alternate
+with and without it (the median of the paired differences). Nothing is sent (the child ends
+before the first export; Microsoft's statsbeat is off).
 
     python infra/coldstart.py                       # also part of `make bench`
     python infra/coldstart.py --compare-timestamps  # adds the timestamp-checked variants
+    python infra/coldstart.py --application-insights  # adds the package with telemetry on
 
 Prints the figures and writes them to artifacts/bench/coldstart.json. Standard library only.
 """
@@ -111,9 +118,8 @@ context = SimpleNamespace(invocation_id="coldstart", function_name="classify",
 async def first_answer():
     response = await classify.get_user_function()(request, context)
     answered = time.perf_counter()
-    from functions.http_functions import bridge
-
-    await bridge.middleware.notify_shutdown()  # ends the app's lifespan (the model's batcher)
+    # The root's bridge (function_app.py builds it): ends the app's lifespan (the model's batcher).
+    await function_app.bridge.middleware.notify_shutdown()
     return response, answered
 
 
@@ -133,8 +139,26 @@ print(json.dumps({
     "torch": [torch.__version__, torch.__file__],
     "function_app": function_app.__file__,
     "modules": len(sys.modules),
+    "telemetry": function_app.telemetry is not None,
 }))
+if function_app.telemetry is not None:
+    # No exit-time flush of the spans: it would ask a managed identity for a token (no IMDS
+    # here) to send them to an endpoint that does not exist. The figures are printed.
+    sys.stdout.flush()
+    import os
+
+    os._exit(0)
 '''
+
+# The app settings that make the root install Azure Monitor's exporters (--application-insights).
+APPLICATION_INSIGHTS = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+        "IngestionEndpoint=https://127.0.0.1:9/"),
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING":
+        "ClientId=11111111-2222-3333-4444-555555555555;Authorization=AAD",
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+}
 
 
 @dataclass(frozen=True)
@@ -146,6 +170,7 @@ class Variant:
     keep_mtimes: bool
 
 
+TELEMETRY = "package + Application Insights"
 SHIPPED = Variant("package (unchecked-hash)", py_compile.PycInvalidationMode.UNCHECKED_HASH,
                   keep_mtimes=False)
 TIMESTAMP_VARIANTS = (
@@ -189,10 +214,12 @@ def make_writable(folder: Path) -> None:
             os.chmod(Path(dirpath) / name, 0o755)
 
 
-def start(python: list[str], root: Path, extra_paths: list[Path], script: Path) -> dict:
+def start(python: list[str], root: Path, extra_paths: list[Path], script: Path,
+          settings: dict[str, str] | None = None) -> dict:
     environment = {key: value for key, value in os.environ.items()
                    if key in ("PATH", "LANG", "TMPDIR", "HOME")}
     environment["EMNIST_EDGE_TORCH_THREADS"] = "1"
+    environment.update(settings or {})
     result = subprocess.run([*python, str(script), str(root), *map(str, extra_paths)],
                             cwd=script.parent, env=environment, capture_output=True, text=True,
                             timeout=600)
@@ -203,12 +230,30 @@ def start(python: list[str], root: Path, extra_paths: list[Path], script: Path) 
 
 def measure(python: list[str], root: Path, extra: list[Path], script: Path, runs: int) -> dict:
     start(python, root, extra, script)  # warms the file cache (and writes the dev venv's .pyc)
-    samples = [start(python, root, extra, script) for _ in range(runs)]
+    return summary([start(python, root, extra, script) for _ in range(runs)])
+
+
+def measure_pair(python: list[str], root: Path, extra: list[Path], script: Path, runs: int,
+                 settings: dict[str, str]) -> tuple[dict, dict, dict]:
+    """Starts without and with ``settings``, alternating, so that both see the same machine:
+    (the medians of each, the medians of the differences of each pair)."""
+    start(python, root, extra, script)
+    start(python, root, extra, script, settings)
+    pairs = [(start(python, root, extra, script), start(python, root, extra, script, settings))
+             for _ in range(runs)]
+    differences = {key: statistics.median(b[key] - a[key] for a, b in pairs)
+                   for key, value in pairs[0][0].items()
+                   if isinstance(value, float | int) and not isinstance(value, bool)}
+    return summary([a for a, _ in pairs]), summary([b for _, b in pairs]), differences
+
+
+def summary(samples: list[dict]) -> dict:
     figures = {key: statistics.median(sample[key] for sample in samples)
                for key, value in samples[0].items() if isinstance(value, float | int)}
     first = samples[0]
     return {**figures, "label": first["label"], "status": first["status"], "torch": first["torch"],
-            "function_app": first["function_app"], "compiled_examples": first["compiled_examples"]}
+            "function_app": first["function_app"], "compiled_examples": first["compiled_examples"],
+            "telemetry": first["telemetry"]}
 
 
 def build(staging: Path, variant: Variant, archive: Path) -> None:
@@ -231,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                              "pip's own configuration; the packager checks it is the CPU build)")
     parser.add_argument("--compare-timestamps", action="store_true",
                         help="also the timestamp-checked variants (two more zips)")
+    parser.add_argument("--application-insights", action="store_true",
+                        help="also the package with Application Insights' settings (exporters on)")
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args(argv)
     torch_index = args.torch_index
@@ -251,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {staging} in {time.perf_counter() - began:.0f} s")
         unpacked_staged = folder_size(staging)
         results: dict[str, dict] = {}
+        telemetry_cost: dict[str, float] = {}
         sizes: dict[str, dict] = {}
         # The shipped variant first: the timestamp ones recompile the staging folder.
         for variant in (SHIPPED, *(TIMESTAMP_VARIANTS if args.compare_timestamps else ())):
@@ -261,8 +309,14 @@ def main(argv: list[str] | None = None) -> int:
             sizes[variant.name] = {"zipped_mb": archive.stat().st_size / 1e6,
                                    "unpacked_mb": unpacked / 1e6}
             try:
-                results[variant.name] = measure(package_python, folder, [
-                    folder / packager.SITE_PACKAGES], script, args.runs)
+                site = [folder / packager.SITE_PACKAGES]
+                if variant is SHIPPED and args.application_insights:
+                    results[variant.name], results[TELEMETRY], telemetry_cost = measure_pair(
+                        package_python, folder, site, script, args.runs,
+                        {**APPLICATION_INSIGHTS, "TMPDIR": str(work)})
+                else:
+                    results[variant.name] = measure(package_python, folder, site, script,
+                                                    args.runs)
             finally:
                 make_writable(folder)
                 shutil.rmtree(folder)
@@ -273,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in results.items():
         if result["status"] != 200:
             raise SystemExit(f"{name}: the first classification answered {result['status']}")
+        if result["telemetry"] != (name == TELEMETRY):
+            raise SystemExit(f"{name}: Application Insights' exporters installed: "
+                             f"{result['telemetry']}")
         if "+cpu" not in result["torch"][0]:
             raise SystemExit(f"{name}: torch {result['torch'][0]} is not the CPU build")
     rows = [("import torch (s)", "import_torch_s"),
@@ -291,10 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first classification, package / dev venv: {ratio:.2f}x (target <= 1.2x)")
     print(f"indexing, package / dev venv: "
           f"{package['import_function_app_s'] / dev['import_function_app_s']:.2f}x")
+    if TELEMETRY in results:
+        for label, key, unit in (("indexing", "import_function_app_s", "s"),
+                                 ("process start to first answer", "start_to_first_answer_s", "s"),
+                                 ("peak resident memory", "peak_rss_mb", "MB")):
+            print(f"{label}, Application Insights' exporters add (median of the "
+                  f"{args.runs} paired starts): {telemetry_cost[key]:+.2f} {unit}")
     for name, size in sizes.items():
         print(f"{name}: {size['zipped_mb']:.0f} MB zipped, {size['unpacked_mb']:.0f} MB unpacked")
     print(f"staged folder: {unpacked_staged / 1e6:.0f} MB")
     report = {"runs": args.runs, "results": results, "sizes": sizes,
+              "application_insights_cost": telemetry_cost or None,
               "first_classification_ratio": ratio, "python": sys.version.split()[0]}
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")

@@ -67,6 +67,10 @@ param blobTriggerFunctionName string = 'classify_batch'
 @description('Create the Event Grid subscription that feeds the blob trigger. Its webhook needs the blobs_extension system key, which exists only once the code is deployed: set it on a second provisioning, after the code (azd: WIRE_BLOB_TRIGGER=true). The deploy workflow deploys app/eventgrid-subscription.bicep itself instead.')
 param wireBlobTrigger bool = false
 
+// infra/README.md, "Telemetry, the workbook and the alerts".
+@description('E-mail address for the SLO alerts (p95 latency, 5xx rate). Empty: the alerts still fire and show in the portal, and the action group has no receiver.')
+param alertEmail string = ''
+
 @description('Object ID of the principal given Storage Blob Data Contributor on the batches and results containers: the deploy workflow\'s identity (for its smoke test) or, with azd, the signed-in developer (AZURE_PRINCIPAL_ID). Empty: nobody.')
 param dataPrincipalId string = ''
 
@@ -121,6 +125,26 @@ module monitoring 'app/monitoring.bicep' = {
     applicationInsightsName: 'appi-${resourceToken}'
     location: location
     tags: tags
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    namePrefix: resourceToken
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    alertEmail: alertEmail
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 
@@ -202,3 +226,5 @@ output PUBLIC_DEMO bool = publicDemo
 output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
 output BLOB_TRIGGER_FUNCTION_NAME string = blobTriggerFunctionName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output ALERTS_ACTION_GROUP_NAME string = alerts.outputs.actionGroupName
+output WORKBOOK_NAME string = workbook.outputs.workbookName

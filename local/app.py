@@ -9,24 +9,13 @@ from fastapi import FastAPI, Response
 from functions.http_api import create_app
 from local.telemetry import install, metrics_response
 from shared.config import Settings
-from shared.errors import ModelLoadError
-from shared.manifest import Manifest
 from shared.model_loader import ModelRegistry
-
-
-def model_identity(settings: Settings) -> dict[str, str]:
-    """The model's name, version and sha256 from its manifest (none if it cannot be read:
-    the app then reports the load error itself)."""
-    try:
-        manifest = Manifest.read(settings.manifest_path)
-    except ModelLoadError:
-        return {}
-    return {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256}
+from shared.telemetry import model_identity
 
 
 def create() -> FastAPI:
     settings = Settings.from_env()
-    registry = install(model_identity(settings)) if settings.metrics else None
+    registry = install(model_identity(settings.manifest_path)) if settings.metrics else None
     app = create_app(settings, ModelRegistry())
     if registry is not None:
         @app.get("/metrics", include_in_schema=False)

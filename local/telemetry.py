@@ -1,9 +1,9 @@
 """The local server's OpenTelemetry SDK: Prometheus text at ``/metrics``, and OTLP when asked.
 
 Only the local server installs this (``EMNIST_EDGE_METRICS``, which ``python -m local.serve``
-turns on); in Azure the Functions host and the Azure Monitor distro own telemetry. Each worker
-process has its own SDK and so its own ``/metrics``: with several workers a scrape sees the
-worker that accepted the connection (run one worker, ``EMNIST_EDGE_WORKERS=1``, for whole
+turns on); in Azure the Functions host and ``functions.azure_telemetry`` own telemetry. Each
+worker process has its own SDK and so its own ``/metrics``: with several workers a scrape sees
+the worker that accepted the connection (run one worker, ``EMNIST_EDGE_WORKERS=1``, for whole
 figures). Where ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (an OpenTelemetry collector), traces and
 metrics are also pushed there with the standard OTLP/HTTP exporters, configured by the standard
 ``OTEL_*`` variables.
@@ -24,15 +24,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from shared.telemetry import resource_attributes
+
 OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-SERVICE = "emnist-edge"
 
 
 def install(model: Mapping[str, str]) -> CollectorRegistry:
     """Install this process's meter (and, with an OTLP endpoint, tracer) provider, the model's
     name, version and sha256 as resource attributes; the registry that ``/metrics`` serves."""
-    resource = Resource.create({"service.name": SERVICE,
-                                **{f"emnist_edge.model.{k}": v for k, v in model.items()}})
+    resource = Resource.create(resource_attributes(model))
     registry = CollectorRegistry()
     readers: list[MetricReader] = [PrometheusMetricReader(registry=registry)]
     if os.environ.get(OTLP_ENDPOINT):

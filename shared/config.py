@@ -55,8 +55,9 @@ def _path(name: str, default: Path) -> Path:
 
 
 def _host_setting(name: str) -> str | None:
-    """A Functions host setting, read verbatim (no prefix): the trigger and this code must agree
-    on one storage connection, so both read the host's own names."""
+    """A platform setting, read verbatim (no prefix): the Functions host and this code must agree
+    on one storage connection, Application Insights' agents and this code on one destination, so
+    both read the platform's own names."""
     raw = os.environ.get(name)
     return raw.strip() if raw and raw.strip() else None
 
@@ -122,8 +123,8 @@ class Settings:
     # busy machine: 231 req/s with it, 237 without; a terminal costs more).
     access_log: bool
     # OpenTelemetry's SDK in this process with Prometheus text at /metrics (and OTLP where
-    # OTEL_EXPORTER_OTLP_ENDPOINT is set): the local server's own telemetry. Off by default
-    # (in Azure the host and the Azure Monitor distro own telemetry); python -m local.serve
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set): the local server's own telemetry. Off by default (in
+    # Azure, functions/azure_telemetry.py sends to Application Insights); python -m local.serve
     # turns it on unless this says 0.
     metrics: bool
     # Batches: the container the blob trigger watches and the one results go to.
@@ -161,6 +162,13 @@ class Settings:
     storage_blob_uri: str | None
     storage_queue_uri: str | None
     storage_client_id: str | None
+    # Application Insights, under the platform's own names (function-app.bicep sets both): where
+    # the deployed app's telemetry goes, and how it signs in there: 'ClientId=<the user-assigned
+    # identity>;Authorization=AAD' (the resource takes Entra ID tokens only, its local auth is
+    # off). Unset, as in local runs and tests: nothing is sent to Azure
+    # (functions/azure_telemetry.py).
+    appinsights_connection_string: str | None
+    appinsights_authentication: str | None
     # Which machine runs this process, as shard records name it (the summary counts the
     # instances a batch ran on): Azure's WEBSITE_INSTANCE_ID, else the host name.
     instance: str
@@ -212,6 +220,8 @@ class Settings:
             storage_blob_uri=_host_setting("AzureWebJobsStorage__blobServiceUri"),
             storage_queue_uri=_host_setting("AzureWebJobsStorage__queueServiceUri"),
             storage_client_id=_host_setting("AzureWebJobsStorage__clientId"),
+            appinsights_connection_string=_host_setting("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            appinsights_authentication=_host_setting("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
             instance=_host_setting("WEBSITE_INSTANCE_ID") or socket.gethostname(),
             public_demo=_bool("PUBLIC_DEMO", True),
             demo_max_bytes=_int("DEMO_MAX_BYTES", 1024 * 1024),

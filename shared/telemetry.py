@@ -1,9 +1,9 @@
 """What the service measures about itself, through the OpenTelemetry API only.
 
 The core records; it never exports. Which SDK, exporter and resource stand behind the API is
-chosen at a composition root: the local server sets up Prometheus (``functions.metrics``), Azure
-the Azure Monitor distro, tests an in-memory reader. With no SDK at all the API is a no-op and
-recording costs next to nothing.
+chosen at a composition root: the local server sets up Prometheus (``local.telemetry``), the
+deployed app Azure Monitor's exporters (``functions.azure_telemetry``), tests an in-memory
+reader. With no SDK at all the API is a no-op and recording costs next to nothing.
 
 Instruments (names follow OpenTelemetry's conventions: dotted, units in ``unit``):
 
@@ -24,16 +24,39 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind
 
+from shared.errors import ModelLoadError
+from shared.manifest import Manifest
+
 SCOPE = "emnist_edge"
+# The service's name in every backend (OpenTelemetry's service.name; Application Insights shows
+# it as cloud_RoleName, which the workbook and the alerts of infra/app/alerts.bicep filter on).
+SERVICE = "emnist-edge"
 # Buckets for latencies of milliseconds to seconds (the default buckets start at 5 ms, too
 # coarse for a request that takes 3).
 MS_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 500, 1000, 2500, 10000)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+
+
+def model_identity(manifest_path: Path) -> dict[str, str]:
+    """The served model's name, version and sha256 from its manifest, for the resource
+    attributes (``emnist_edge.model.*``) of whichever SDK a root installs; none if the manifest
+    cannot be read (the app then reports the load error itself)."""
+    try:
+        manifest = Manifest.read(manifest_path)
+    except ModelLoadError:
+        return {}
+    return {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256}
+
+
+def resource_attributes(model: Mapping[str, str]) -> dict[str, str]:
+    """The attributes that name this process's telemetry: the service and the model."""
+    return {"service.name": SERVICE, **{f"emnist_edge.model.{k}": v for k, v in model.items()}}
 
 
 class Telemetry:

@@ -36,7 +36,10 @@ TYPED = {
     ("Microsoft.Authorization/roleAssignments", "2022-04-01"),
     ("Microsoft.EventGrid/systemTopics", "2025-02-15"),
     ("Microsoft.EventGrid/systemTopics/eventSubscriptions", "2025-02-15"),
+    ("Microsoft.Insights/actionGroups", "2023-01-01"),  # generated/monitor/.../2023-01-01
     ("Microsoft.Insights/components", "2020-02-02"),
+    ("Microsoft.Insights/scheduledQueryRules", "2023-12-01"),  # generated/monitor/.../2023-12-01
+    ("Microsoft.Insights/workbooks", "2023-06-01"),  # generated/applicationinsights/.../2023-06-01
     ("Microsoft.ManagedIdentity/userAssignedIdentities", "2023-01-31"),
     ("Microsoft.OperationalInsights/workspaces", "2023-09-01"),
     ("Microsoft.Storage/storageAccounts", "2023-05-01"),
@@ -66,7 +69,7 @@ def test_every_bicep_file_parses_without_error_or_missing_nodes():
     assert {path.relative_to(INFRA).as_posix() for path in files} >= {
         "main.bicep", "app/identity.bicep", "app/storage.bicep", "app/monitoring.bicep",
         "app/function-app.bicep", "app/rbac.bicep", "app/eventgrid.bicep",
-        "app/eventgrid-subscription.bicep",
+        "app/eventgrid-subscription.bicep", "app/alerts.bicep", "app/workbook.bicep",
     }
     problems = {path.name: syntax_problems(BicepFile.load(path).tree) for path in files}
     assert {name: found for name, found in problems.items() if found} == {}
@@ -358,6 +361,108 @@ def test_role_definition_ids_are_known_built_in_roles(path: Path):
             assert value.lower() in ROLES, f"{path.name}: {value} is not a role this app uses"
 
 
+# --- telemetry: the workbook and the SLO alerts ---------------------------------------------------
+
+# The instruments of shared/telemetry.py, by name, and the attribute keys it records.
+TELEMETRY_SOURCE = (REPO / "shared" / "telemetry.py").read_text()
+INSTRUMENTS = set(re.findall(r'create_(?:counter|histogram)\(\s*"([\w.]+)"', TELEMETRY_SOURCE))
+
+
+def kql_names(query: str) -> tuple[set[str], set[str]]:
+    """The metric names and the customDimensions keys a query reads."""
+    return (set(re.findall(r"'(emnist_edge\.[\w.]+)'", query)),
+            set(re.findall(r"customDimensions\['([\w.]+)'\]", query)))
+
+
+def test_the_queries_read_the_service_and_the_instruments_the_app_records():
+    from shared.telemetry import SERVICE
+
+    assert len(INSTRUMENTS) == 10, INSTRUMENTS
+    workbook = module("workbook")
+    queries = [item["kql"] for item in workbook.lookup("queries")]
+    alerts = module("alerts")
+    queries += [alerts.lookup("latencyQuery"), alerts.lookup("serverErrorQuery")]
+    metric_names, dimensions = set(), set()
+    for query in queries:
+        roles = set(re.findall(r"cloud_RoleName == '([^']+)'", query))
+        assert roles <= {SERVICE}, query
+        assert roles or "customMetrics" in query, query
+        names, keys = kql_names(query)
+        metric_names |= names
+        dimensions |= keys
+    assert metric_names <= INSTRUMENTS, metric_names - INSTRUMENTS
+    for key in dimensions:
+        assert f'"{key}"' in TELEMETRY_SOURCE, key
+
+
+def test_the_workbook_shows_latency_errors_batches_and_labels_on_application_insights():
+    workbook = module("workbook")
+    dashboard = only(workbook.resources_of("Microsoft.Insights/workbooks")).value()
+    assert dashboard["kind"] == "shared"
+    properties = dashboard["properties"]
+    assert properties["sourceId"] == Expr("applicationInsights.id")
+    assert properties["category"] == "workbook"
+    assert properties["serializedData"] == Expr("string(workbook)")
+    assert workbook.lookup("workbook")["version"] == properties["version"] == "Notebook/1.0"
+    queries = {item["title"]: item["kql"] for item in workbook.lookup("queries")}
+    latency = queries["Latency percentiles by route (ms)"]
+    for percentile in (50, 95, 99):
+        assert f"percentile(duration, {percentile})" in latency
+    assert "by route = name" in latency
+    assert kql_names(queries["Error answers by code"]) == (
+        {"emnist_edge.http.errors", "emnist_edge.http.requests"}, {"error.type", "http.route"})
+    assert kql_names(queries["Batch throughput (items/s by outcome)"]) == (
+        {"emnist_edge.batch.items"}, {"outcome"})
+    assert kql_names(queries["Label mix"]) == ({"emnist_edge.predictions"}, {"label"})
+    assert kql_names(queries["Confidence of the predicted label"])[0] == {
+        "emnist_edge.prediction.confidence"}
+
+
+def alert_rules() -> dict[str, dict]:
+    alerts = module("alerts")
+    return {rule.symbol: rule.value()
+            for rule in alerts.resources_of("Microsoft.Insights/scheduledQueryRules")}
+
+
+def test_the_latency_alert_is_p95_over_15_ms_for_5_minutes():
+    alerts = module("alerts")
+    rule = alert_rules()["latencyAlert"]
+    assert rule["kind"] == "LogAlert"
+    properties = rule["properties"]
+    assert properties["scopes"] == [Expr("applicationInsights.id")]
+    assert properties["windowSize"] == properties["evaluationFrequency"] == "PT5M"
+    [condition] = properties["criteria"]["allOf"]
+    assert condition["operator"] == "GreaterThan"
+    assert condition["threshold"] == 15
+    assert condition["metricMeasureColumn"] == "p95_ms"
+    assert "p95_ms = percentile(duration, 95)" in condition["query"]
+    assert alerts.lookup("latencyQuery") == condition["query"]
+    assert properties["actions"]["actionGroups"] == [Expr("actionGroup.id")]
+
+
+def test_the_server_error_alert_is_the_5xx_rate_over_5_minutes():
+    rule = alert_rules()["serverErrorAlert"]
+    properties = rule["properties"]
+    assert properties["scopes"] == [Expr("applicationInsights.id")]
+    assert properties["windowSize"] == properties["evaluationFrequency"] == "PT5M"
+    [condition] = properties["criteria"]["allOf"]
+    assert (condition["operator"], condition["threshold"]) == ("GreaterThan", 1)
+    assert condition["metricMeasureColumn"] == "server_error_percent"
+    assert "countif(toint(resultCode) >= 500)" in condition["query"]
+    assert properties["actions"]["actionGroups"] == [Expr("actionGroup.id")]
+
+
+def test_the_action_group_mails_the_alert_email_parameter():
+    assert MAIN.lookup("alertEmail") == ""
+    assert MAIN.modules["alerts"].param_nodes()["alertEmail"].text.decode() == "alertEmail"
+    group = only(module("alerts").resources_of("Microsoft.Insights/actionGroups")).value()
+    assert group["location"] == "global"
+    assert len(group["properties"]["groupShortName"]) <= 12
+    receivers = " ".join(str(group["properties"]["emailReceivers"]).split())
+    assert receivers == ("empty(alertEmail) ? [] : [ { name: 'slo-email' "
+                         "emailAddress: alertEmail useCommonAlertSchema: true } ]")
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["alertEmail"]["value"] == "${ALERT_EMAIL}"
 def test_the_shard_queues_exist_for_the_functions_that_read_them():
     """Infra creates the shard queue and its poison queue, the app is told the queue's name,
     and the queue triggers the package indexes read exactly those two (identity-based, the

@@ -278,7 +278,10 @@ import function_app
 functions = {fn.get_function_name(): json.loads(fn.get_function_json())["bindings"]
              for fn in function_app.app.get_functions()}
 if sys.argv[2] == "index":
-    print(json.dumps({"functions": functions}))
+    exporter = sys.modules.get("azure.monitor.opentelemetry.exporter")
+    print(json.dumps({"functions": functions,
+                      "telemetry": function_app.telemetry is not None,
+                      "exporter": getattr(exporter, "__file__", None)}))
     sys.exit()
 
 from PIL import Image, ImageDraw
@@ -327,12 +330,13 @@ def run_probe(built, tmp_path_factory):
     script = tmp_path_factory.mktemp("probe") / "probe.py"
     script.write_text(PROBE)
 
-    def run(mode: str, **settings: str) -> dict:
+    def run(mode: str, platform: dict[str, str] | None = None, **settings: str) -> dict:
         environment = {key: value for key, value in os.environ.items()
                        if key in ("PATH", "LANG", "TMPDIR") or key.startswith("OPENBLAS_")}
         environment["HOME"] = str(venv)
         environment["EMNIST_EDGE_TORCH_THREADS"] = "1"
         environment.update({f"EMNIST_EDGE_{key.upper()}": value for key, value in settings.items()})
+        environment.update(platform or {})
         # -I: no PYTHON* variables, no user site-packages, neither the script's folder nor the
         # working directory on sys.path; run from elsewhere than the work tree.
         result = subprocess.run([str(python), "-I", "-B", str(script), str(folder), mode],
@@ -378,6 +382,24 @@ def test_without_the_public_demo_no_anonymous_post_is_indexed(run_probe):
     anonymous = {name for name, bindings in functions.items()
                  for b in bindings if b.get("authLevel") == "ANONYMOUS"}
     assert {method for name in anonymous for method in functions[name][0]["methods"]} == {"GET"}
+
+
+def test_with_application_insights_the_package_installs_its_exporters(run_probe, tmp_path):
+    """As in Azure (function-app.bicep's two settings): the root installs Azure Monitor's
+    exporters from the package's own dependencies, and indexes the same functions. Nothing is
+    sent: the process ends before the first export, and Microsoft's statsbeat is off."""
+    indexed = run_probe("index", platform={
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+            "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+            "IngestionEndpoint=https://127.0.0.1:9/"),
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING":
+            "ClientId=11111111-2222-3333-4444-555555555555;Authorization=AAD",
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+        "TMPDIR": str(tmp_path),
+    })
+    assert indexed["telemetry"] is True
+    assert indexed["exporter"]
+    assert indexed["functions"] == EXPECTED_FUNCTIONS["functions"]
 
 
 def test_the_blob_trigger_is_the_one_the_event_grid_subscription_calls(probe):

@@ -70,6 +70,13 @@ def trigger_of(fn) -> dict:
     return trigger
 
 
+def test_without_application_insights_the_root_installs_no_telemetry(root):
+    """Local runs and tests have no APPLICATIONINSIGHTS_CONNECTION_STRING: nothing is exported
+    (tests/unit/test_azure_telemetry.py covers the other case)."""
+    assert root["settings"].appinsights_connection_string is None
+    assert root["telemetry"] is None
+
+
 def test_the_app_has_one_http_function_per_access_level(functions):
     http = {name for name, fn in functions.items() if fn.is_http_function()}
     assert http == {"classify", "infer", "public", "demo"}
