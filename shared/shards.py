@@ -8,7 +8,8 @@ at once, through a storage queue, with every guarantee of the in-place path kept
    message per shard is queued. Anything else (gzip, tar, npz, a single image, a small batch,
    a zip whose members are not laid out in directory order) is processed in place, as before.
 2. **Shard** (``run_shard``, the queue trigger's call): reads only its items, with ranged reads
-   of the pinned version (a changed blob abandons the old plan: its messages are dropped),
+   of the pinned version (a changed blob abandons the old plan: its messages are dropped, as
+   are messages that arrive once the batch is done),
    classifies them, and stages its CSV rows as blocks of ``<batch>.csv`` whose ids derive from
    the version, the shard and the part, so a redelivered message restages the same blocks.
    It then records that it is done (``<batch>.shard-<tag>-<index>.json``: counts, timings,
@@ -363,6 +364,8 @@ def _current_plan(source: BatchSource, sink: ResultSink,
     if document is None or document.get("etag") != message.etag or info is None \
             or info.etag != message.etag:
         return None
+    if existing_result(sink, ResultNames.of(message.batch), info) is not None:
+        return None  # a redelivery after the batch finished
     plan = Plan.from_dict(document)
     if not 0 <= message.shard < len(plan.shards):
         log.error("shard %d of %s does not exist (the plan has %d): dropped", message.shard,
@@ -488,7 +491,9 @@ def _zip_view(shard: Shard, info: SourceInfo, source: BatchSource) -> SplicedFil
 def finish(plan: Plan, info: SourceInfo, sink: ResultSink, model: LoadedModel) -> bool:
     """Commit the CSV and write the summary (or the batch's error) once every shard is
     recorded; False while some are not. Everything written is computed from the plan and the
-    shard records, so finishing twice writes the same bytes."""
+    shard records, so finishing twice writes the same bytes. The shard records go; the plan
+    stays beside the results (it says how the batch was split, and a late redelivery finds
+    the batch done)."""
     names = ShardNames(plan.batch, plan.tag)
     if len(sink.list_names(names.records_prefix)) < len(plan.shards):
         return False
@@ -512,7 +517,6 @@ def finish(plan: Plan, info: SourceInfo, sink: ResultSink, model: LoadedModel) -
         sink.delete(results.error)
     for shard in plan.shards:
         sink.delete(names.record(shard.index))
-    sink.delete(names.plan)
     log.info("batch %s (etag %s): finished from %d shards", plan.batch, plan.etag,
              len(plan.shards))
     return True

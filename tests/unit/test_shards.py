@@ -140,9 +140,10 @@ def test_sharded_results_equal_in_place_byte_for_byte(fmt, tmp_path, settings, m
     summary = json.loads((tmp_path / f"b.{fmt}.summary.json").read_text())
     assert (summary["items"], summary["shards"], summary["instances"]) == (20, 4, 1)
     assert [t["shard"] for t in summary["shard_timings"]] == [0, 1, 2, 3]
-    leftovers = [p.name for p in tmp_path.iterdir() if ".shard-" in p.name or "plan" in p.name
+    leftovers = [p.name for p in tmp_path.iterdir() if ".shard-" in p.name
                  or p.name.startswith(".")]
-    assert leftovers == []
+    assert leftovers == []  # no shard records, no staged blocks; the plan stays
+    assert (tmp_path / f"b.{fmt}.plan.json").is_file()
 
 
 def test_skipped_and_failed_members_fail_alone(tmp_path, settings, model):
@@ -195,6 +196,10 @@ def test_two_finishers_and_a_finisher_that_died_write_the_same_bytes(tmp_path, s
     summary = (tmp_path / "b.npy.summary.json").read_bytes()
     assert (tmp_path / "b.npy.csv").read_bytes() == committed
     assert not finish(plan, source.describe(), sink, model)  # the records are cleaned up
+    # A message delivered once more after the end finds the batch done: nothing is redone.
+    assert run_shard(messages[0], source, sink, settings, model,
+                     instance=INSTANCE) == "abandoned"
+    assert not list(tmp_path.glob("*.shard-*"))
     assert json.loads(summary)["items"] == 20
 
 
