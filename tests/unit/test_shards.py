@@ -162,6 +162,14 @@ def test_a_redelivered_message_restages_the_same_blocks(tmp_path, settings, mode
     first = ShardMessage.decode(queue.messages[0])
     assert run_shard(first, source, sink, settings, model, instance=INSTANCE) == "done"
     assert run_shard(first, source, sink, settings, model, instance=INSTANCE) == "recorded"
+    # Redelivered before its record was written (the worker died): the same block ids again.
+    names = ShardNames("b.npy", Plan.from_dict(sink.read_json("b.npy.plan.json")).tag)
+    blocks = sink.read_json(names.record(0))["blocks"]
+    staged = {b: (tmp_path / ".b.npy.csv.blocks" / b).read_bytes() for b in blocks}
+    sink.delete(names.record(0))
+    assert run_shard(first, source, sink, settings, model, instance=INSTANCE) == "done"
+    assert sink.read_json(names.record(0))["blocks"] == blocks == [f"{names.tag}-000000-000000"]
+    assert {b: (tmp_path / ".b.npy.csv.blocks" / b).read_bytes() for b in blocks} == staged
     # A duplicate blob event for the same version queues nothing more.
     assert submit_batch(source, sink, queue, settings, model).status == "planned"
     assert len(queue.messages) == 4
