@@ -40,12 +40,15 @@ test: setup lint browser
 
 # The benchmarks are in bench/ (in process, and against local servers it starts itself).
 # Every performance figure in one run (model only vs EdgeCNN, HTTP at 1/16/64 clients with
-# dynamic batching off and on, batches, cold start, memory): artifacts/bench/report.json and
+# dynamic batching off and on and against the reference server, batches, cold start, memory): artifacts/bench/report.json and
 # docs/bench.png; then the cold start from the real deployment package next to the dev venv
-# (artifacts/bench/coldstart.json; builds the package, a few minutes). `python -m
-# model.benchmark`, `python -m model.fidelity` and `make coldstart` still run alone.
+# (artifacts/bench/coldstart.json; builds the package, a few minutes). Also where
+# preprocessing's time goes, stage by stage, for drawings and photos (bench.preprocess,
+# artifacts/bench/preprocess.json). `python -m model.benchmark`, `python -m model.fidelity`
+# and `make coldstart` still run alone.
 bench: setup
 	$(PY) -m bench.report
+	$(PY) -m bench.preprocess
 	$(PY) -m bench.hostile
 	$(PY) -m bench.fanout
 	$(PY) infra/coldstart.py --application-insights

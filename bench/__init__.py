@@ -6,6 +6,10 @@ the local stand-ins (``local``) and the load test's client (``loadtests``).
   (``bench.plot``);
 - ``python -m bench.http_clients``: closed-loop HTTP clients against local servers, dynamic
   batching (or telemetry) off and on;
+- ``python -m bench.reference``: the reference server the HTTP figures are set against (bare
+  FastAPI, naive crop and resize, a model of EdgeCNN's architecture);
+- ``python -m bench.preprocess`` (in ``make bench``): preprocessing's time stage by stage
+  (decode, grey, reduce, background, ink, normalize) for drawings and photos;
 - ``python -m bench.batch``: batch throughput through Azurite, and a large batch's peak memory;
 - ``python -m bench.hostile`` (``make bench-hostile``): what the costliest inputs within the
   limits cost (the inputs: ``bench.payloads``, which the hostile-input tests share);

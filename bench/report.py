@@ -6,6 +6,9 @@ Side by side, with ratios:
   single-image latency and batch throughput;
 - HTTP round trips at 1, 16 and 64 closed-loop clients and requests/s, dynamic batching off
   against on (``bench.http_clients``), next to the handler's in-process latency;
+- the same against the reference server (``bench.reference``: bare FastAPI, naive crop and
+  resize, a model of EdgeCNN's architecture), with as many workers, measured in turn with ours
+  in the same rounds: requests/s per core;
 - batches: items/s for a 100k-image IDX file and a 10k-PNG zip through Azurite
   (``bench.batch``; skipped when Azurite is not installed), next to model-only;
 - cold start: process start to the first prediction served over HTTP, next to a bare
@@ -33,12 +36,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import http_clients, plot
+from bench import http_clients, plot, reference
 from local import server
 from shared.config import REPO_ROOT, Settings
 
 OUT = REPO_ROOT / "artifacts" / "bench"
 FIGURE = REPO_ROOT / "docs" / "bench.png"
+REFERENCE = "reference"
 IMPORT_TORCH = [sys.executable, "-c", "import torch, time; print(repr(time.time()))"]
 
 
@@ -106,19 +110,24 @@ def cold_start(repeats: int) -> dict[str, Any]:
 
 
 def http_figures(requests: int, rounds: int) -> dict[str, Any]:
-    """Closed-loop clients against servers with batching off and on (``bench.http_clients``)."""
+    """Closed-loop clients against servers with batching off and on (``bench.http_clients``)
+    and the reference server (``bench.reference``), all measured in turn in each round."""
     samples = http_clients.corpus()
     local = http_clients.Load.of(1, http_clients.in_process(samples, requests), 0.0)
     OUT.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         servers = http_clients.running_modes(stack, OUT)
-        results = http_clients.compare(servers.ports, samples, http_clients.CONCURRENCY, requests,
-                                     rounds)
-        rss = servers.rss_mib()
-    return {"in-process classify": asdict(local),
-            "modes": {mode: {str(c): asdict(load) for c, load in loads.items()}
-                      for mode, loads in results.items()},
-            "server RSS after load (MiB)": rss}
+        bare = stack.enter_context(reference.running(
+            stack.enter_context((OUT / "server-reference.log").open("wb")),
+            Settings.from_env().workers))
+        results = http_clients.compare({**servers.ports, REFERENCE: bare.port}, samples,
+                                       http_clients.CONCURRENCY, requests, rounds,
+                                       unchecked=frozenset({REFERENCE}))
+        rss = servers.rss_mib() | {REFERENCE: bare.rss_mib()}
+    figures = {mode: {str(c): asdict(load) for c, load in loads.items()}
+               for mode, loads in results.items()}
+    return {"in-process classify": asdict(local), "reference": figures.pop(REFERENCE),
+            "modes": figures, "server RSS after load (MiB)": rss}
 
 
 Row = tuple[str, float, float | None]
@@ -141,6 +150,15 @@ def table(report: dict[str, Any]) -> list[str]:
     rss = figures["server RSS after load (MiB)"]
     rows.append(("server RSS after load (MiB)", rss["on"], rss["off"]))
     sections.append(("HTTP, a 300-450 px drawing per request", "batching on", "off", rows))
+    bare = figures["reference"]
+    cores = report["machine"]["cpus"]
+    rows = [(f"{clients} clients: {field.replace('_', ' ')}", modes["on"][clients][field],
+             bare[clients][field])
+            for clients in modes["on"] for field in ("p50_ms", "p99_ms", "rps")]
+    rows += [(f"{clients} clients: req/s per core", modes["on"][clients]["rps"] / cores,
+              bare[clients]["rps"] / cores) for clients in modes["on"] if clients != "1"]
+    rows.append(("server RSS after load (MiB)", rss["on"], rss[REFERENCE]))
+    sections.append(("HTTP against the reference server", "emnist-edge", "reference", rows))
     if report["batch"]:
         sections.append(("batches through Azurite (items/s)", "end to end", "model only", [
             (f"{title}, {batch['items']:,} items", batch["end_to_end"], batch["model_only"])

@@ -176,11 +176,63 @@ def ink_map(image: Image.Image) -> np.ndarray:
     from it to the opposite extreme. Ink only ever moves pixels away from the background, so the
     residual's spread on the other side is paper texture and noise: that much is taken off too.
     """
+    ink = _ink(image)
+    return ink if isinstance(ink, np.ndarray) else ink[:, :]
+
+
+class _LevelInk:
+    """An ink map kept as the image's levels and the ink of each level (what a flat background
+    gives): read a region at a time, it spares passes over the whole image."""
+
+    def __init__(self, levels: np.ndarray, table: np.ndarray) -> None:
+        self.levels = levels
+        self.table = table
+        self.shape = levels.shape
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return self.table.take(self.levels[key])
+
+    def strong(self) -> np.ndarray | None:
+        """Where the ink is at least ``MIN_INK`` (None: nowhere), from the levels."""
+        strong = self.table >= MIN_INK
+        if not strong.any():
+            return None
+        first, last = int(strong.argmax()), 255 - int(strong[::-1].argmax())
+        if strong[first : last + 1].all():  # a range of levels: compared, not looked up
+            if first == 0:
+                return self.levels <= last
+            if last == 255:
+                return self.levels >= first
+        return strong.take(self.levels)
+
+
+def _ink(image: Image.Image) -> np.ndarray | _LevelInk:
+    """``ink_map``, kept as levels and a table where the background is flat."""
     grey = _grey(image)
     levels = np.asarray(grey)
-    light = _percentiles(levels, (50,))[0] >= 0.5  # dark ink on light paper
+    # One histogram of the levels (every 4th pixel) serves both the polarity and, where the
+    # background is flat, the noise floor.
+    counts = np.bincount(levels[::2, ::2].ravel(), minlength=256)
+    light = _ranked(counts, (50,))[0] >= 0.5  # dark ink on light paper
     background = _background(grey, light=light)
-    ink = levels.astype(np.float32)
+    if isinstance(background, float):
+        # A flat background (a drawing): ink is a function of the level alone, so the same
+        # arithmetic is done once per level (a table of 256) and looked up per pixel. The
+        # table's entries are exactly what the per-pixel arithmetic gives.
+        table = _ink_from_levels(np.arange(256, dtype=np.float32), background, light=light)
+        ink_counts = np.bincount(_bins(table), weights=counts)
+        low, middle = _ranked(ink_counts, (100 - NOISE_PERCENTILE, 50), offset=255)
+        return _LevelInk(levels, _lifted(table, low, middle))
+    ink = _ink_from_levels(levels.astype(np.float32), background, light=light)
+    low, middle = _percentiles(ink, (100 - NOISE_PERCENTILE, 50))
+    return _lifted(ink, low, middle)
+
+
+def _ink_from_levels(
+    ink: np.ndarray, background: np.ndarray | float, *, light: bool
+) -> np.ndarray:
+    """Levels (0..255, float32, worked on in place) -> ink as the fraction of the way from the
+    background to the opposite extreme (negative on the far side of the background)."""
     ink *= 1 / 255
     if light:
         ink = np.subtract(background, ink, out=ink)
@@ -188,7 +240,11 @@ def ink_map(image: Image.Image) -> np.ndarray:
     else:
         ink -= background
         ink /= np.maximum(1.0 - background, 1e-3)
-    low, middle = _percentiles(ink, (100 - NOISE_PERCENTILE, 50))
+    return ink
+
+
+def _lifted(ink: np.ndarray, low: float, middle: float) -> np.ndarray:
+    """The ink (in place) with the background's own spread taken off, clipped to 0..1."""
     # Capped so that even a grainy photo keeps its ink.
     floor = min(max(middle + (middle - low), 0.0), 0.5)
     ink -= floor
@@ -206,7 +262,12 @@ def normalize_character(ink: np.ndarray, *, blur_sigma: float = BLUR_SIGMA) -> n
     ink = np.asarray(ink, dtype=np.float32)
     if ink.ndim != 2:
         raise ValueError(f"an ink map is 2-D, not of shape {ink.shape}")
-    clear = _clear_ink(ink)
+    return _normalize(ink, _clear_ink(ink), blur_sigma)
+
+
+def _normalize(ink: np.ndarray | _LevelInk, clear: Bounds | None, blur_sigma: float
+               ) -> np.ndarray:
+    """``normalize_character`` of an ink map whose clear ink (``_clear_ink``) is known."""
     if clear is None:
         raise BlankImage(NO_INK)
     # Blur only the ink's surroundings: everything further out is background and stays 0.
@@ -248,7 +309,7 @@ def preprocess(data: bytes, *, max_pixels: int, budget: DecodeBudget) -> np.ndar
     limits = (max_pixels, budget)
     decoded, side = _decode(data, limits, WORKING_SIDE)
     image = _reduce(decoded, WORKING_SIDE)
-    ink = ink_map(image)
+    ink = _ink(image)
     clear = _clear_ink(ink)
     extent = _longer_side(*clear) if clear else 0
     if 0 < extent < MIN_CHARACTER_SIDE and max(image.size) < side:
@@ -256,9 +317,10 @@ def preprocess(data: bytes, *, max_pixels: int, budget: DecodeBudget) -> np.ndar
         if max(decoded.size) < least:  # a JPEG decoded at a scale too small for this character
             decoded, side = _decode(data, limits, least)
         image = _reduce(decoded, least)
-        ink = ink_map(image)
+        ink = _ink(image)
+        clear = _clear_ink(ink)
     # Sigma 1 is a pixel of the upload: in the working image's pixels it shrinks with it.
-    return normalize_character(ink, blur_sigma=BLUR_SIGMA * max(image.size) / side)
+    return _normalize(ink, clear, BLUR_SIGMA * max(image.size) / side)
 
 
 def _decode(
@@ -295,9 +357,15 @@ def _grey(image: Image.Image) -> Image.Image:
         return Image.fromarray((np.asarray(image) >> 8).clip(0, 255).astype(np.uint8))
     if not image.has_transparency_data:
         return image if image.mode == "L" else image.convert("L")
-    grey, alpha = image.convert("LA").split()
-    if alpha.getextrema()[0] >= 128:
-        return grey  # no real transparency: the colours tell it all
+    if image.mode in ("RGBA", "LA"):  # the alpha band alone first: cheaper than splitting
+        alpha = image.getchannel("A")
+        if alpha.getextrema()[0] >= 128:
+            return image.convert("L")  # no real transparency: the colours tell it all
+        grey = image.convert("L")
+    else:
+        grey, alpha = image.convert("LA").split()
+        if alpha.getextrema()[0] >= 128:
+            return grey
     # Strokes on a transparent canvas: put them on the opposite of their mean shade (a fully
     # transparent image comes out uniform, hence blank).
     weights = np.asarray(alpha)[::2, ::2].astype(np.float32)
@@ -313,12 +381,21 @@ def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[float]
     that only have to separate ink from background.
     """
     sample = values[::2, ::2]
-    offset = 0 if sample.dtype == np.uint8 else 255
-    if offset:
-        sample = np.rint((np.clip(sample, -1.0, 1.0) + 1.0) * 255).astype(np.intp)
-    counts = np.cumsum(np.bincount(sample.ravel()))
-    ranks = [max(p / 100 * sample.size, 1) for p in percents]
-    return [float(level - offset) / 255 for level in np.searchsorted(counts, ranks)]
+    if sample.dtype == np.uint8:
+        return _ranked(np.bincount(sample.ravel()), percents)
+    return _ranked(np.bincount(_bins(sample).ravel()), percents, offset=255)
+
+
+def _bins(values: np.ndarray) -> np.ndarray:
+    """Floats in -1..1 -> histogram bins 0..510 (1/255 wide)."""
+    return np.rint((np.clip(values, -1.0, 1.0) + 1.0) * 255).astype(np.intp)
+
+
+def _ranked(counts: np.ndarray, percents: tuple[float, ...], offset: int = 0) -> list[float]:
+    """Percentiles of a histogram of levels (``offset``: the bin of level 0), in 1/255."""
+    cumulative = np.cumsum(counts)
+    ranks = [max(p / 100 * cumulative[-1], 1) for p in percents]
+    return [float(level - offset) / 255 for level in np.searchsorted(cumulative, ranks)]
 
 
 def _background(grey: Image.Image, *, light: bool) -> np.ndarray | float:
@@ -333,33 +410,50 @@ def _background(grey: Image.Image, *, light: bool) -> np.ndarray | float:
     coarse_size = (math.ceil(width / cell), math.ceil(height / cell))
     coarse = np.asarray(grey.resize(coarse_size, Image.Resampling.BOX))
     first, second = (np.maximum, np.minimum) if light else (np.minimum, np.maximum)
-    # Continue the edges outwards first and crop after both passes: filtering each pass at the
-    # edge on its own would carry the light of one side over to a darker edge.
-    r = BACKGROUND_RADIUS
-    padded = np.pad(coarse, r, mode="edge")
-    closed = _extreme_filter(_extreme_filter(padded, first), second)[r:-r, r:-r]
+    # Continue the edges outwards first (by the reach of both passes) and filter only where the
+    # window fits: filtering each pass at the edge on its own would carry the light of one side
+    # over to a darker edge.
+    closed = _extreme_filter(_extreme_filter(_edge_padded(coarse, 2 * BACKGROUND_RADIUS), first),
+                             second)
     if closed.min() == closed.max():
         return float(closed[0, 0]) / 255
     smooth = Image.fromarray(closed).resize(grey.size, Image.Resampling.BILINEAR)
     return np.asarray(smooth, dtype=np.float32) / 255
 
 
+def _edge_padded(image: np.ndarray, width: int) -> np.ndarray:
+    """The image with its edge pixels continued ``width`` pixels outwards (``np.pad``'s
+    ``edge`` mode, without its overhead on a small grid)."""
+    height, breadth = image.shape
+    padded = np.empty((height + 2 * width, breadth + 2 * width), dtype=image.dtype)
+    padded[width:-width, width:-width] = image
+    padded[:width, width:-width] = image[0]
+    padded[-width:, width:-width] = image[-1]
+    padded[:, :width] = padded[:, width : width + 1]
+    padded[:, -width:] = padded[:, -width - 1 : -width]
+    return padded
+
+
 def _extreme_filter(image: np.ndarray, extreme: np.ufunc) -> np.ndarray:
-    """Sliding max or min over a square window of ``2 * BACKGROUND_RADIUS + 1`` cells."""
+    """Sliding max or min over a square window of ``2 * BACKGROUND_RADIUS + 1`` cells, where
+    the window fits (the result is ``2 * BACKGROUND_RADIUS`` smaller each way)."""
     window = 2 * BACKGROUND_RADIUS + 1
     for _ in range(2):  # rows, then (transposed) columns
-        padded = np.pad(image, ((BACKGROUND_RADIUS, BACKGROUND_RADIUS), (0, 0)), mode="edge")
-        image = padded[: image.shape[0]].copy()
-        for shift in range(1, window):
-            extreme(image, padded[shift : shift + image.shape[0]], out=image)
-        image = np.ascontiguousarray(image.T)
-    return image
+        # By doubling: the extreme over 2, 4, 8, ... rows, then two overlapping spans.
+        span = 1
+        while 2 * span <= window:
+            image = extreme(image[:-span], image[span:])
+            span *= 2
+        if span < window:
+            image = extreme(image[: len(image) - (window - span)], image[window - span :])
+        image = image.T
+    return np.ascontiguousarray(image)
 
 
-def _clear_ink(ink: np.ndarray) -> Bounds | None:
+def _clear_ink(ink: np.ndarray | _LevelInk) -> Bounds | None:
     """The bounds of an ink map's clear ink (at least ``MIN_INK``); None when there is none."""
-    strong = ink >= MIN_INK
-    return _bounds(strong) if strong.any() else None
+    strong = ink.strong() if isinstance(ink, _LevelInk) else ink >= MIN_INK
+    return _bounds(strong) if strong is not None and strong.any() else None
 
 
 def _bounds(mask: np.ndarray) -> Bounds:
@@ -393,6 +487,22 @@ def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2).astype(np.float32)
     taps /= taps.sum()
     height, width = image.shape
-    padded = np.pad(image, radius)
-    across = sum(w * padded[:, i : i + width] for i, w in enumerate(taps))
-    return sum(w * across[i : i + height] for i, w in enumerate(taps))
+    padded = np.zeros((height + 2 * radius, width + 2 * radius), dtype=np.float32)
+    padded[radius:-radius, radius:-radius] = image
+    # Tap by tap, accumulated in place; the taps are symmetric, so the pixels either side of
+    # the centre are added before they are weighted (one multiplication for two taps).
+    middle = taps[radius]
+    across = np.multiply(padded[:, radius : radius + width], middle)
+    term = np.empty_like(across)
+    for i in range(radius):
+        np.add(padded[:, i : i + width], padded[:, 2 * radius - i : 2 * radius - i + width],
+               out=term)
+        term *= taps[i]
+        across += term
+    blurred = np.multiply(across[radius : radius + height], middle)
+    term = term[:height]
+    for i in range(radius):
+        np.add(across[i : i + height], across[2 * radius - i : 2 * radius - i + height], out=term)
+        term *= taps[i]
+        blurred += term
+    return blurred

@@ -1,0 +1,204 @@
+"""``python -m bench.preprocess`` (part of ``make bench``): where preprocessing's time goes.
+
+For each kind of upload (a drawing as the page sends it and in other modes, at 280 and 450 px;
+phone-like JPEG photos of a character on unevenly lit paper), the median CPU time of each stage
+of ``shared.preprocess.preprocess``, replayed step by step with the module's own functions (and
+checked to give the same tile), next to ``preprocess`` itself, timed alternately with the stages:
+
+- open: the header read and the pixel-count check;
+- decode: the JPEG's draft scale, the budget, the full decode and the EXIF rotation;
+- grey: 8-bit luminance (transparency composited away);
+- reduce: the box reduction to about ``WORKING_SIDE``;
+- background: the estimate of the paper's level (part of ink);
+- ink: the ink map (``ink_map``: polarity, background, noise floor), background included;
+- again: a small character's second pass at a finer scale (decode, grey, reduce, ink), 0 when
+  there is none;
+- normalize: bounds of the ink, blur, crop, bicubic down-sampling to 28x28.
+
+Times are the thread's CPU time (``time.thread_time``), so that other processes on a shared
+machine slow the figures less than they would wall-clock time; they still move with the cache
+and the clock. Writes ``artifacts/bench/preprocess.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+import shared.preprocess as pre
+from loadtests.corpus import PEN_FRACTION, STROKES
+from shared.config import REPO_ROOT
+
+OUT = REPO_ROOT / "artifacts" / "bench" / "preprocess.json"
+STAGES = ("open", "decode", "grey", "reduce", "background", "ink", "again", "normalize")
+MAX_PIXELS = 40_000_000
+Clock = Callable[[], float]
+
+
+def drawing(size: int, mode: str = "RGB", *, ink: str = "#111", paper: str = "#fff",
+            label: str = "7") -> bytes:
+    """A PNG of a character drawn with a pen as wide as the page's (18 px on 280), in ``mode``:
+    the page's canvas exports RGBA (opaque), other clients send RGB or grey."""
+    image = Image.new("RGB", (size, size), paper)
+    pen = ImageDraw.Draw(image)
+    for stroke in STROKES[label]:
+        pen.line([(x * size, y * size) for x, y in stroke], fill=ink,
+                 width=max(2, round(size * PEN_FRACTION)), joint="curve")
+    buffer = io.BytesIO()
+    image.convert(mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def photo(width: int, height: int, *, label: str = "A", seed: int = 0) -> bytes:
+    """A JPEG (quality 85) like a phone photo of a character on paper: light falling off
+    from 92 % to 52 % across the frame, a slightly warm tint, sensor noise; the character
+    spans about a third of the shorter side."""
+    rng = np.random.default_rng(seed)
+    side = min(width, height) // 2
+    strokes = np.asarray(Image.open(io.BytesIO(drawing(side, "L", label=label))), np.float32)
+    paper = np.ones((height, width), np.float32)
+    top, left = (height - side) // 3, (width - side) // 2
+    paper[top : top + side, left : left + side] = strokes / 255
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    shade = 0.92 - 0.3 * cols / width - 0.1 * rows / height
+    grey = shade * (0.3 + 0.7 * paper) + rng.normal(0, 0.015, (height, width))
+    colour = np.stack([grey, grey * 0.97, grey * 0.9], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(colour, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG",
+                                                                         quality=85)
+    return buffer.getvalue()
+
+
+def inputs() -> dict[str, bytes]:
+    return {
+        "280 px PNG, RGBA (the page's canvas)": drawing(280, "RGBA"),
+        "280 px PNG, RGB": drawing(280),
+        "280 px PNG, grey": drawing(280, "L"),
+        "450 px PNG, RGB": drawing(450),
+        "450 px PNG, RGB, white on black": drawing(450, ink="#fff", paper="#000"),
+        "450 px PNG, grey": drawing(450, "L"),
+        "1200x900 JPEG photo": photo(1200, 900),
+        "1200x1600 JPEG photo (second pass)": photo(1200, 1600, label="E"),
+        "4000x3000 JPEG photo (second pass)": photo(4000, 3000, label="H"),
+    }
+
+
+def staged(data: bytes, clock: Clock) -> tuple[np.ndarray, dict[str, float]]:
+    """``preprocess``'s steps one by one, each timed; the tile and the seconds per stage."""
+    spent = dict.fromkeys(STAGES, 0.0)
+    budget = pre.DecodeBudget(10**12, 10**12)
+
+    def timed(stage: str, step: Callable[[], object]) -> object:
+        started = clock()
+        result = step()
+        spent[stage] += clock() - started
+        return result
+
+    def decode(least: int) -> tuple[Image.Image, int]:
+        image = timed("open", lambda: pre.open_image(data, max_pixels=MAX_PIXELS))
+        side = max(image.size)
+
+        def load() -> Image.Image:
+            if side >= 2 * least:
+                image.draft("L", (image.width * least // side, image.height * least // side))
+            budget.spend(image)
+            return pre.load_image(image)
+
+        loaded = timed("decode", load)
+        return timed("grey", lambda: pre._grey(loaded)), side
+
+    def ink_of(image: Image.Image) -> np.ndarray:
+        levels = np.asarray(image)
+        light = pre._ranked(np.bincount(levels[::2, ::2].ravel(), minlength=256), (50,))[0]
+        timed("background", lambda: pre._background(image, light=light >= 0.5))
+        return timed("ink", lambda: pre.ink_map(image))
+
+    decoded, side = decode(pre.WORKING_SIDE)
+    image = timed("reduce", lambda: pre._reduce(decoded, pre.WORKING_SIDE))
+    ink = ink_of(image)
+    clear = timed("normalize", lambda: pre._clear_ink(ink))
+    extent = pre._longer_side(*clear) if clear else 0
+    if 0 < extent < pre.MIN_CHARACTER_SIDE and max(image.size) < side:
+        first = dict(spent)
+        least = min(math.ceil(max(image.size) * pre.MIN_CHARACTER_SIDE / extent),
+                    pre.MAX_WORKING_SIDE)
+        if max(decoded.size) < least:
+            decoded, side = decode(least)
+        image = timed("reduce", lambda: pre._reduce(decoded, least))
+        ink = ink_of(image)
+        clear = timed("normalize", lambda: pre._clear_ink(ink))
+        # The second pass's time in "again" alone (its background is not counted twice).
+        spent = {stage: first[stage] for stage in STAGES} | {
+            "again": sum(spent[s] - first[s] for s in STAGES if s != "background")}
+    sigma = pre.BLUR_SIGMA * max(image.size) / side
+    tile = timed("normalize", lambda: pre._normalize(ink, clear, sigma))
+    return tile, spent
+
+
+def measure(repeats: int, clock: Clock = time.thread_time) -> dict[str, dict[str, float]]:
+    """Median milliseconds per stage and in all (``preprocess`` itself) for each input."""
+    results = {}
+    for name, data in inputs().items():
+        tile = pre.preprocess(data, max_pixels=MAX_PIXELS, budget=pre.DecodeBudget(10**12, 10**12))
+        stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        totals: list[float] = []
+        for _ in range(repeats):
+            replayed, spent = staged(data, clock)
+            if not np.array_equal(replayed, tile):
+                raise AssertionError(f"{name}: the staged replay gives another tile")
+            for stage, seconds in spent.items():
+                stages[stage].append(seconds)
+            budget = pre.DecodeBudget(10**12, 10**12)
+            started = clock()
+            pre.preprocess(data, max_pixels=MAX_PIXELS, budget=budget)
+            totals.append(clock() - started)
+        with Image.open(io.BytesIO(data)) as image:
+            size, mode = image.size, image.mode
+        results[name] = {"bytes": len(data), "size": f"{size[0]}x{size[1]} {mode}",
+                         **{f"{s}_ms": statistics.median(v) * 1e3 for s, v in stages.items()},
+                         "preprocess_ms": statistics.median(totals) * 1e3}
+    return results
+
+
+def table(results: dict[str, dict[str, float]]) -> list[str]:
+    heading = f"{'input (median ms of CPU)':38}" + "".join(f"{s:>9}" for s in STAGES)
+    lines = [heading + f"{'total':>9}"]
+    for name, row in results.items():
+        lines.append(f"{name:38}" + "".join(f"{row[f'{s}_ms']:9.3f}" for s in STAGES)
+                     + f"{row['preprocess_ms']:9.3f}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.preprocess", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=300, help="runs of each input")
+    parser.add_argument("--out", default=str(OUT), help="where to write the JSON")
+    args = parser.parse_args(argv)
+    results = measure(args.repeats)
+    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "platform": platform.platform()},
+              "repeats": args.repeats, "clock": "time.thread_time", "inputs": results}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as out:
+        json.dump(report, out, indent=2)
+    print(f"preprocessing, median of {args.repeats} runs; 'total' is preprocess() itself, "
+          "timed apart (background is part of ink)")
+    print("\n".join(table(results)))
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
