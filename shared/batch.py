@@ -326,7 +326,7 @@ def _classify_to_csv(
     writer = ResultWriter(upload, model.labels, top_k)
     progress = _Progress(info.name, settings.batch_progress_s)
     try:
-        with closing(_read_ahead(reader.chunks(), READ_AHEAD_CHUNKS)) as chunks:
+        with closing(read_ahead(reader.chunks(), READ_AHEAD_CHUNKS)) as chunks:
             for chunk, (values, indices), started_ns in _classified(chunks, model, top_k,
                                                                     settings):
                 writer.write(chunk, values, indices)
@@ -361,7 +361,7 @@ def _classified(
         yield chunk, top_k_arrays(tiles, top_k, model, settings.batch_size), started_ns
 
 
-def _read_ahead(chunks: Iterator[Chunk], depth: int) -> Iterator[Chunk]:
+def read_ahead(chunks: Iterator[Chunk], depth: int) -> Iterator[Chunk]:
     """The same chunks, read in a background thread up to ``depth`` ahead of the consumer.
 
     While the model classifies one chunk (torch releases the GIL), the next is downloaded and

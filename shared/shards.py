@@ -35,6 +35,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from shared.batch import (
+    READ_AHEAD_CHUNKS,
     BatchSource,
     Outcome,
     ResultNames,
@@ -54,6 +56,7 @@ from shared.batch import (
     iso,
     no_images,
     process_batch,
+    read_ahead,
 )
 from shared.batch_formats import (
     CENTRAL_HEADER,
@@ -411,13 +414,15 @@ def _classify_shard(plan: Plan, shard: Shard, info: SourceInfo, source: BatchSou
     skipped, error = 0, None
     try:
         chunks, reader = _shard_chunks(plan, shard, info, source, settings)
-        for chunk in chunks:
-            began = time.perf_counter_ns()
-            good = chunk.good()
-            tiles = chunk.tiles if good is None else chunk.tiles[good]
-            values, indices = top_k_arrays(tiles, plan.top_k, model, settings.batch_size)
-            writer.write(chunk, values, indices)
-            telemetry.chunk((time.perf_counter_ns() - began) / 1e6)
+        # Read and decode the next chunks while the model classifies this one, as in place.
+        with closing(read_ahead(chunks, READ_AHEAD_CHUNKS)) as ahead:
+            for chunk in ahead:
+                began = time.perf_counter_ns()
+                good = chunk.good()
+                tiles = chunk.tiles if good is None else chunk.tiles[good]
+                values, indices = top_k_arrays(tiles, plan.top_k, model, settings.batch_size)
+                writer.write(chunk, values, indices)
+                telemetry.chunk((time.perf_counter_ns() - began) / 1e6)
         skipped = reader.skipped if reader is not None else 0
     except InvalidBatch as failure:  # over a limit inside this shard: the batch fails
         error = failure.to_dict()
