@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                        "seed": args.val_seed, "images": len(data.val_x)},
         "teachers": [str(p.name) for p in teacher_paths],
         "prior_correction_tau": best["tau"],
+        "epochs": len(history),
         "best_epoch": best["epoch"],
         "minutes": round((time.time() - started) / 60, 1),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_export:
         from model.export import export
 
-        export(path, Path(args.out), directory)
+        export(path, Path(args.out), directory, onnx=True)
     return 0
 
 
