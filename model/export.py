@@ -30,7 +30,7 @@ import torch
 
 from model.architectures import build, count_macs, count_parameters
 from model.evaluate import CASE_AMBIGUOUS, metrics, split_probabilities
-from model.splits import natural_weights, stratified_split
+from model.splits import validation_set
 from shared.emnist import data_dir, load_labels, load_split, upright
 from shared.manifest import InputSpec, Manifest, sha256_file
 from shared.model_loader import LoadedModel, load_model
@@ -168,16 +168,8 @@ def validation_metrics(model: LoadedModel, data: Path, training: dict[str, Any])
     recipe = training.get("validation")
     if not recipe:
         return None
-    from model.train import pooled_training_images
-
-    images, labels = pooled_training_images(data, list(recipe["from"]))
-    held = stratified_split(labels, recipe["fraction"], recipe["seed"]).validation
-    if len(held) != recipe["images"]:
-        raise RuntimeError(f"the rebuilt validation split has {len(held)} images, the "
-                           f"checkpoint says {recipe['images']}")
-    weights = natural_weights(labels[held], load_split(data, "train")[1])
-    probs = split_probabilities(model, images[held])
-    return metrics(probs, labels[held], model.labels, weights)
+    images, labels, weights = validation_set(data, recipe)
+    return metrics(split_probabilities(model, images), labels, model.labels, weights)
 
 
 def confusions(probs: torch.Tensor, y: np.ndarray, labels: list[str]) -> dict[str, object]:

@@ -274,7 +274,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--teacher-width", type=int, default=64)
     p.add_argument("--teacher-ckpt", action="append", default=[],
                    help="(student stage) teacher file")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=70)
     p.add_argument("--widths", default="32,64,64")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
