@@ -275,12 +275,12 @@ holds the right member.
     onnx_model = ""
     onnx_usage = ""
     if onnx:
-        onnx_model = (f"\n- ONNX: `{onnx['file']}` ({onnx['file_bytes']:,} bytes, sha256 "
-                      f"`{onnx['sha256']}`), opset {onnx['opset']}, input `{onnx['input']['name']}`"
-                      f" `[batch, 1, 28, 28]`, output `{onnx['output']['name']}` `[batch, 62]`,"
-                      f" batch dimension free; its probabilities equal the TorchScript file's"
-                      f" within {onnx['max_abs_probability_diff_test']:.1e} on every `test`"
-                      f" image.")
+        onnx_model = (f"\n- ONNX: `{onnx['file']}` ({onnx['file_bytes']:,} bytes, sha256\n"
+                      f"  `{onnx['sha256']}`), opset {onnx['opset']},\n"
+                      f"  input `{onnx['input']['name']}` `[batch, 1, 28, 28]`, output "
+                      f"`{onnx['output']['name']}` `[batch, 62]`, batch dimension free; its\n"
+                      f"  probabilities equal the TorchScript file's within "
+                      f"{onnx['max_abs_probability_diff_test']:.1e} on every `test` image.")
         onnx_usage = f"""
 ## Using the ONNX file on phones, browsers and boards
 
@@ -316,10 +316,11 @@ the numbers below were measured on the shipped file through the service's own lo
 
 ## Model
 
-- Architecture: `{manifest.architecture}` (three 3x3 convolutions, stride 2 instead of pooling,
-  batch-norm folded in; two fully connected layers).
-- {manifest.parameters:,} parameters, {manifest.macs_per_image:,} multiply-accumulates per image,
-  TorchScript file `{manifest.file}` {manifest.file_bytes:,} bytes, sha256 `{manifest.sha256}`.
+- Architecture: `{manifest.architecture}`: three 3x3 convolutions, stride 2
+  instead of pooling, batch-norm folded in; two fully connected layers.
+- {manifest.parameters:,} parameters, {manifest.macs_per_image:,} multiply-accumulates per image.
+- TorchScript: `{manifest.file}` ({manifest.file_bytes:,} bytes, sha256
+  `{manifest.sha256}`), what the service runs.
 - Input: `[N, 1, 28, 28]` float32, {manifest.input.orientation} (as a person reads the
   character), white ink on black, `(pixel / 255 - 0.5) / 0.5`. Output: logits.{onnx_model}
 
