@@ -253,23 +253,23 @@ def model_card(manifest: Manifest, mistakes: dict[str, Any]) -> str:
     weakest = "\n".join(f"| `{c['label']}` | {c['accuracy']:.1%} | {c['top3']:.1%} | {c['n']} |"
                         for c in mistakes["weakest_classes"])
     rare = ", ".join(f"`{c['label']}`" for c in mistakes["weakest_classes"] if c["accuracy"] < 0.1)
-    groups = ", ".join(f"`{'/'.join(g)}`" for g in CASE_AMBIGUOUS)
+    groups = ", ".join(f"`{'/'.join(g)}`" for g in CASE_AMBIGUOUS if g.isalpha())
     ceiling = ""
     if "top1_case_insensitive" in test:
         share = mistakes["errors_within_ambiguous_groups"] / max(mistakes["errors"], 1)
+        gap = (test["top1_case_insensitive"] - test["top1"]) * 100
         ceiling = f"""
 ## The 62-class ceiling
 
-Byclass asks for the case of letters whose upper and lower case differ only in size ({groups};
-`0/O/o` and `1/I/l` also look alike as digit and letter). Every tile is scaled to the same size,
-so the size is gone before the model sees it: for these classes a single tile often does not
-say which answer is right, and the best a model can do is side with the more frequent class.
-Counting a prediction anywhere in the true class's group as right, top-1 on `test` is
-**{_figure(test, 'top1_case_insensitive')}** instead of {test['top1']:.2%}: {share:.0%} of the
-{mistakes['errors']:,} top-1 errors on `test` are confusions within these groups. That gap,
-{test['top1_case_insensitive'] - test['top1']:.1%} points, is what the 62-class task costs on
-single tiles rather than what this network misses; top-3 ({test['top3']:.2%}) nearly always
-holds the right member.
+Byclass asks for the case of letters whose upper and lower case differ only in size
+({groups}), and `0/O/o` and `1/I/l` also look alike as digit and letter. Every tile is
+scaled to the same size, so the size is gone before the model sees it: for these classes a
+single tile often does not say which answer is right, and the best a model can do is side with
+the more frequent class. Counting a prediction anywhere in the true class's group as right,
+top-1 on `test` is **{_figure(test, 'top1_case_insensitive')}** instead of {test['top1']:.2%}:
+{share:.0%} of the {mistakes['errors']:,} top-1 errors on `test` are confusions within these
+groups. That gap, {gap:.1f} points, is what the 62-class task costs on single tiles rather than
+what this network misses; top-3 ({test['top3']:.2%}) nearly always holds the right member.
 """
     onnx = manifest.onnx
     onnx_model = ""
