@@ -1,5 +1,8 @@
 """``python -m model.evaluate --data DIR --split NAME [--model PATH]``: one JSON line of metrics.
 
+``--split validation`` rebuilds the validation split the model's manifest records (seed,
+fraction) and weights it to the natural class frequencies, as training scored it.
+
 Evaluation goes through the same loader and input conversion as the service, so the figures
 describe the shipped file as served, not the training-time network.
 """
@@ -82,7 +85,9 @@ def metrics(probs: torch.Tensor, labels: np.ndarray, names: Sequence[str] | None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", help="EMNIST directory (default: $EMNIST_DIR)")
-    parser.add_argument("--split", required=True, help="e.g. test, train, extra")
+    parser.add_argument("--split", required=True,
+                        help="test, train, extra, or validation: the split the manifest records, "
+                             "rebuilt and weighted to the natural class frequencies")
     parser.add_argument("--model", type=Path, help="TorchScript file (default: the shipped model)")
     parser.add_argument("--manifest", type=Path, help="manifest (default: manifest.json beside it)")
     args = parser.parse_args(argv)
@@ -93,8 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     torch.set_num_threads(max(1, settings.torch_threads))
     model = load_model(model_path, manifest_path)
-    images, labels = load_split(data_dir(args.data), args.split)
-    measured = metrics(split_probabilities(model, images), labels, model.labels)
+    if args.split == "validation":
+        from model.splits import validation_set
+
+        recipe = model.manifest.training.get("validation")
+        if not recipe:
+            parser.error("the model's manifest records no validation split")
+        images, labels, weights = validation_set(data_dir(args.data), recipe)
+    else:
+        images, labels = load_split(data_dir(args.data), args.split)
+        weights = None
+    measured = metrics(split_probabilities(model, images), labels, model.labels, weights)
     result = {"split": args.split, **measured,
               "model": model.manifest.name, "sha256": model.manifest.sha256}
     print(json.dumps(result))

@@ -11,10 +11,13 @@ under the natural class frequencies from the per-class results.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from model.architectures import NUM_CLASSES
+from shared.emnist import load_split
 
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 0
@@ -55,3 +58,19 @@ def natural_weights(labels: np.ndarray, natural_labels: np.ndarray) -> np.ndarra
     per_class = np.divide(want / want.sum(), have / have.sum(), out=np.zeros_like(have),
                           where=have > 0)
     return per_class[labels]
+
+
+def validation_set(directory: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+    """The validation split a manifest or checkpoint records (``training["validation"]``:
+    ``from``, ``fraction``, ``seed``, ``images``), rebuilt: raw images, labels and the natural
+    weights that training scored it with."""
+    loaded = [load_split(directory, name) for name in recipe["from"]]
+    images = np.concatenate([x for x, _ in loaded])
+    labels = np.concatenate([y for _, y in loaded])
+    held = stratified_split(labels, recipe["fraction"], recipe["seed"]).validation
+    if len(held) != recipe["images"]:
+        raise RuntimeError(f"the rebuilt validation split has {len(held)} images, the recipe "
+                           f"says {recipe['images']}: different data or a different split")
+    natural = loaded[0][1] if recipe["from"][0] == "train" else load_split(directory, "train")[1]
+    return images[held], labels[held], natural_weights(labels[held], natural)

@@ -274,7 +274,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--teacher-width", type=int, default=64)
     p.add_argument("--teacher-ckpt", action="append", default=[],
                    help="(student stage) teacher file")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=70)
     p.add_argument("--widths", default="32,64,64")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                        "seed": args.val_seed, "images": len(data.val_x)},
         "teachers": [str(p.name) for p in teacher_paths],
         "prior_correction_tau": best["tau"],
+        "epochs": len(history),
         "best_epoch": best["epoch"],
         "minutes": round((time.time() - started) / 60, 1),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_export:
         from model.export import export
 
-        export(path, Path(args.out), directory)
+        export(path, Path(args.out), directory, onnx=True)
     return 0
 
 

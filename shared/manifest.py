@@ -48,6 +48,9 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The same network as ONNX, for phones, browsers and boards (``model.export --onnx``): file,
+    # sha256, opset, input/output names. Described here, never loaded by the service.
+    onnx: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -56,6 +59,7 @@ class Manifest:
         """What clients may see (everything but local file layout)."""
         data = asdict(self)
         data.pop("file")
+        data["onnx"] = {k: v for k, v in data["onnx"].items() if k != "file"}
         return data
 
     @classmethod

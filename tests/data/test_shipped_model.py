@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from model.architectures import EdgeNet, count_parameters
+from model.splits import VALIDATION_FRACTION, VALIDATION_SEED
 from shared.config import MODEL_DIR, REPO_ROOT
-from shared.manifest import Manifest
+from shared.manifest import Manifest, sha256_file
 
 EDGECNN_TOP1 = 0.841
 
@@ -28,6 +29,24 @@ def test_manifest_parameter_count_matches_the_architecture(manifest):
     assert count_parameters(EdgeNet()) == manifest.parameters
 
 
+def test_chosen_on_validation_not_on_test(manifest):
+    training = manifest.training
+    assert training["selected_on"] == "validation"
+    assert training["validation"] == {"from": ["train", "extra"], "stratified_by": "class",
+                                      "fraction": VALIDATION_FRACTION, "seed": VALIDATION_SEED,
+                                      "images": 16_021}
+    assert manifest.metrics["validation"]["n"] == 16_021
+
+
+def test_the_onnx_file_is_the_one_the_manifest_describes(manifest):
+    entry = manifest.onnx
+    path = MODEL_DIR / entry["file"]
+    assert sha256_file(path) == entry["sha256"]
+    assert path.stat().st_size == entry["file_bytes"] <= 1_000_000
+    assert entry["opset"] == 17 and entry["input"]["shape"][0] == "batch"
+    assert entry["max_abs_probability_diff_test"] <= 1e-5
+
+
 def test_evaluate_cli_reproduces_the_manifest(emnist_dir, manifest):
     result = subprocess.run(
         [sys.executable, "-m", "model.evaluate", "--data", str(emnist_dir), "--split", "test"],
@@ -37,4 +56,6 @@ def test_evaluate_cli_reproduces_the_manifest(emnist_dir, manifest):
     assert measured["n"] == manifest.metrics["test"]["n"] == 11_634
     assert measured["top1"] == pytest.approx(manifest.metrics["test"]["top1"], abs=1e-4)
     assert measured["top3"] == pytest.approx(manifest.metrics["test"]["top3"], abs=1e-4)
+    assert measured["top1_case_insensitive"] == pytest.approx(
+        manifest.metrics["test"]["top1_case_insensitive"], abs=1e-4)
     assert measured["top1"] > EDGECNN_TOP1

@@ -42,6 +42,16 @@ def test_recipe_trains_distils_and_exports(tmp_path):
     assert manifest.training["teachers"] == ["teacher-100.pt"]
     assert manifest.training["splits"] == ["train", "extra"]
     assert manifest.metrics["test"]["n"] == 124
+    # chosen on the validation split, which the manifest records; test measured at the end only
+    assert manifest.training["selected_on"] == "validation"
+    validation = manifest.training["validation"]
+    assert validation["seed"] == 0 and validation["fraction"] == 0.1
+    assert manifest.metrics["validation"]["n"] == validation["images"] == 70  # 10 % of each class
+    assert manifest.training["epochs"] == 2
+    for split in ("validation", "test"):
+        assert set(manifest.metrics[split]) >= {"top1_ci95", "top3_ci95", "top1_case_insensitive"}
+    assert manifest.onnx["opset"] == 17 and (out / manifest.onnx["file"]).is_file()
+    assert manifest.onnx["max_abs_probability_diff_test"] <= 1e-5
     assert manifest.architecture == "EdgeNet(widths=(4, 4, 4), hidden=8)"
     history = json.loads((tmp_path / "work" / "student.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
