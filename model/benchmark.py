@@ -122,8 +122,9 @@ def throughput(models: dict[str, Any], threads: int, rounds: int,
 
 def parity_on_test(loaded: LoadedModel, onnx: OnnxModel, data: str | None) -> dict | None:
     """Largest |p_onnx - p_torchscript| over every ``test`` image; None without the data."""
+    from model.data import data_dir
     from model.export import PARITY_TOLERANCE, onnx_parity
-    from shared.emnist import data_dir, load_split, upright
+    from shared.emnist import load_split, upright
 
     if not (data or os.environ.get("EMNIST_DIR")):
         return None

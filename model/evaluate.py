@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.data import data_dir
 from shared.config import Settings
-from shared.emnist import data_dir, load_split, upright
+from shared.emnist import load_split, upright
 from shared.model_loader import LoadedModel, load_model
 
 

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from model.architectures import build, count_macs, count_parameters
+from model.data import data_dir
 from model.evaluate import CASE_AMBIGUOUS, metrics, split_probabilities
 from model.splits import validation_set
-from shared.emnist import data_dir, load_labels, load_split, upright
+from shared.emnist import load_labels, load_split, upright
 from shared.manifest import InputSpec, Manifest, sha256_file
 from shared.model_loader import LoadedModel, load_model
 

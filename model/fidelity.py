@@ -16,10 +16,11 @@ import sys
 import numpy as np
 from PIL import Image
 
+from model.data import data_dir
 from model.evaluate import metrics
 from shared.classifier import preprocess_all
 from shared.config import Settings
-from shared.emnist import data_dir, load_split, upright
+from shared.emnist import load_split, upright
 from shared.errors import EmnistEdgeError
 from shared.model_loader import ModelSpec, load_spec
 from shared.preprocess import DecodeBudget

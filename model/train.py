@@ -38,9 +38,10 @@ from torch import nn
 
 from model.architectures import NUM_CLASSES, build
 from model.augment import random_affine
+from model.data import data_dir
 from model.evaluate import weighted_mean
 from model.splits import VALIDATION_FRACTION, VALIDATION_SEED, natural_weights, stratified_split
-from shared.emnist import data_dir, load_split, upright
+from shared.emnist import load_split, upright
 
 NORM_MEAN, NORM_STD = 0.5, 0.5
 

@@ -1,12 +1,12 @@
 """The EMNIST byclass data set as distributed: gzip IDX splits plus a label mapping file.
 
 Images come back exactly as stored (EMNIST's raw, transposed orientation); ``upright`` turns
-them the way a person reads them. The data directory comes from ``--data`` or ``EMNIST_DIR``.
+them the way a person reads them. Which directory holds the data is the tools' decision
+(``model.data.data_dir``): this module reads no environment.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +14,6 @@ import numpy as np
 from shared.idx import read_idx
 
 DATASET = "emnist-byclass"
-ENV_VAR = "EMNIST_DIR"
-
-
-def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The data directory from an explicit path or ``EMNIST_DIR``; fails clearly if absent."""
-    chosen = explicit or os.environ.get(ENV_VAR)
-    if not chosen:
-        raise FileNotFoundError(f"no EMNIST data directory: pass --data DIR or set {ENV_VAR}")
-    path = Path(chosen)
-    if not path.is_dir():
-        raise FileNotFoundError(f"EMNIST data directory {path} does not exist")
-    return path
 
 
 def split_paths(directory: Path, split: str) -> tuple[Path, Path]:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from shared.emnist import data_dir, load_labels, load_split, upright
+from model.data import data_dir
+from shared.emnist import load_labels, load_split, upright
 
 
 def test_data_dir_needs_a_path(monkeypatch):

@@ -103,3 +103,13 @@ def test_the_checks_see_a_module_level_root_call(tmp_path):
                    "def fine():\n    return Settings.from_env()\n")
     assert module_level_calls(bad) == ["bad.py:2 from_env"]
     assert len(all_calls(bad, {"from_env"})) == 2
+
+
+def test_only_the_settings_module_reads_the_environment():
+    """``shared.config`` parses the environment for the entry points; no other core module
+    looks at it (``os.environ``, ``os.getenv``)."""
+    found = [f"{where(path)}:{node.lineno}" for path in sorted(CORE.glob("*.py"))
+             if path.name != "config.py"
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")]
+    assert found == []
