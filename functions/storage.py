@@ -66,14 +66,24 @@ def blob_service(settings: Settings, connection_string: str | None = None) -> Bl
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string, **options)
     if settings.storage_blob_uri:
-        from azure.identity import DefaultAzureCredential  # only identity-based needs it
-
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
-        return BlobServiceClient(settings.storage_blob_uri, credential=credential, **options)
+        return BlobServiceClient(settings.storage_blob_uri, credential=_identity(settings),
+                                 **options)
     raise StorageNotConfigured(
         "no storage configured: set AzureWebJobsStorage (a connection string, e.g. "
         "UseDevelopmentStorage=true for Azurite) or AzureWebJobsStorage__blobServiceUri"
     )
+
+
+def _identity(settings: Settings):
+    """The host's identity-based connection: the user-assigned managed identity it names."""
+    from azure.identity import DefaultAzureCredential  # only identity-based needs it
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
+
+
+def results_sink(settings: Settings, service: BlobServiceClient) -> BlobResultSink:
+    """The results container as a sink."""
+    return BlobResultSink(service.get_container_client(settings.results_container))
 
 
 def process_blob(
@@ -85,8 +95,8 @@ def process_blob(
 ) -> Outcome:
     """Process one blob of the batches container into the results container (the trigger's,
     the CLI's and the poller's one call); ``top_k`` as ``process_batch`` takes it."""
-    sink = BlobResultSink(service.get_container_client(settings.results_container))
-    return process_batch(BlobSource(blob), sink, settings, model, top_k=top_k)
+    return process_batch(BlobSource(blob), results_sink(settings, service), settings, model,
+                         top_k=top_k)
 
 
 def shard_queue(settings: Settings, connection_string: str | None = None) -> QueueClient:
@@ -99,11 +109,8 @@ def shard_queue(settings: Settings, connection_string: str | None = None) -> Que
         return QueueClient.from_connection_string(connection_string, settings.shard_queue,
                                                   **policy)
     if settings.storage_queue_uri:
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
         return QueueClient(settings.storage_queue_uri, settings.shard_queue,
-                           credential=credential, **policy)
+                           credential=_identity(settings), **policy)
     raise StorageNotConfigured(
         "no queue storage configured: set AzureWebJobsStorage (a connection string) or "
         "AzureWebJobsStorage__queueServiceUri"
@@ -127,15 +134,15 @@ def submit_blob(blob: BlobClient, settings: Settings, service: BlobServiceClient
                 queue: QueueShards, model: LoadedModel) -> Outcome:
     """The blob trigger's call: the batch fanned out over the shard queue when it splits into
     shards (``shared.shards.submit_batch``), else processed in place."""
-    sink = BlobResultSink(service.get_container_client(settings.results_container))
-    return submit_batch(BlobSource(blob), sink, queue, settings, model)
+    return submit_batch(BlobSource(blob), results_sink(settings, service), queue, settings,
+                        model)
 
 
 def shard_parts(message: ShardMessage, settings: Settings,
                 service: BlobServiceClient) -> tuple[BlobSource, BlobResultSink]:
     """The source and the sink of a shard message's batch."""
     source = BlobSource(service.get_blob_client(settings.batch_container, message.batch))
-    return source, BlobResultSink(service.get_container_client(settings.results_container))
+    return source, results_sink(settings, service)
 
 
 def quoted_etag(etag: str) -> str:

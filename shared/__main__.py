@@ -106,7 +106,7 @@ def status_command(args: argparse.Namespace) -> int:
     a fanned-out batch), or unknown."""
     from azure.core.exceptions import AzureError
 
-    from functions.storage import BlobResultSink, StorageNotConfigured, blob_service
+    from functions.storage import StorageNotConfigured, blob_service, results_sink
     from shared.local_files import LocalResultSink
     from shared.shards import batch_status
 
@@ -116,7 +116,7 @@ def status_command(args: argparse.Namespace) -> int:
             sink = LocalResultSink(Path(args.results))
         else:
             service = blob_service(settings, args.connection_string)
-            sink = BlobResultSink(service.get_container_client(settings.results_container))
+            sink = results_sink(settings, service)
         status = batch_status(sink, args.batch)
     except (StorageNotConfigured, AzureError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)

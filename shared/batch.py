@@ -164,13 +164,20 @@ def process_batch(
     if info is None:
         log.warning("batch source is gone before processing; nothing to do")
         return Outcome("missing", None, None)
-    names = ResultNames.of(info.name)
-    if (done := existing_result(sink, names, info)) is not None:
+    if (done := existing_result(sink, ResultNames.of(info.name), info)) is not None:
         return done
+    return process_version(source, sink, info, settings, model, top_k, telemetry)
 
+
+def process_version(source: BatchSource, sink: ResultSink, info: SourceInfo,
+                    settings: Settings, model: LoadedModel, top_k: int,
+                    telemetry: Telemetry | None = None) -> Outcome:
+    """``process_batch`` for a version its caller has described, checked ``top_k`` for and
+    found without results (``shared.shards.submit_batch`` has done all three already)."""
     telemetry = telemetry or Telemetry()
     with telemetry.batch_span(info.name, info.size) as span:
-        outcome = _process(source, sink, names, info, settings, model, top_k, telemetry)
+        outcome = _process(source, sink, ResultNames.of(info.name), info, settings, model,
+                           top_k, telemetry)
         span.set_attribute("emnist_edge.batch.outcome", outcome.status)
         return outcome
 

@@ -55,7 +55,7 @@ from shared.batch import (
     fail_batch,
     iso,
     no_images,
-    process_batch,
+    process_version,
     read_ahead,
 )
 from shared.batch_formats import (
@@ -320,8 +320,7 @@ def submit_batch(source: BatchSource, sink: ResultSink, queue: ShardQueue, setti
     else:
         plan = make_plan(source, info, settings, top_k)
         if plan is None:
-            return process_batch(source, sink, settings, model, top_k=top_k,
-                                 telemetry=telemetry)
+            return process_version(source, sink, info, settings, model, top_k, telemetry)
         sink.write_json(names.plan, plan.to_dict())
     if not plan.enqueued:
         queue.send([ShardMessage(info.name, info.etag, shard.index).encode()

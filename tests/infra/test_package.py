@@ -35,15 +35,16 @@ PACKAGER = INFRA / "package.py"
 SITE_PACKAGES = ".python_packages/lib/site-packages"
 
 
-def load_packager():
-    spec = importlib.util.spec_from_file_location("emnist_edge_packager", PACKAGER)
+def load_infra_module(name: str):
+    """A script of infra/ (``package``, ``coldstart``) as a module."""
+    spec = importlib.util.spec_from_file_location(f"emnist_edge_{name}", INFRA / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while building classes
     spec.loader.exec_module(module)
     return module
 
 
-packager = load_packager()
+packager = load_infra_module("package")
 
 
 @pytest.fixture(scope="module")
@@ -388,15 +389,8 @@ def test_with_application_insights_the_package_installs_its_exporters(run_probe,
     """As in Azure (function-app.bicep's two settings): the root installs Azure Monitor's
     exporters from the package's own dependencies, and indexes the same functions. Nothing is
     sent: the process ends before the first export, and Microsoft's statsbeat is off."""
-    indexed = run_probe("index", platform={
-        "APPLICATIONINSIGHTS_CONNECTION_STRING": (
-            "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-            "IngestionEndpoint=https://127.0.0.1:9/"),
-        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING":
-            "ClientId=11111111-2222-3333-4444-555555555555;Authorization=AAD",
-        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-        "TMPDIR": str(tmp_path),
-    })
+    indexed = run_probe("index", platform={**load_infra_module("coldstart").APPLICATION_INSIGHTS,
+                                           "TMPDIR": str(tmp_path)})
     assert indexed["telemetry"] is True
     assert indexed["exporter"]
     assert indexed["functions"] == EXPECTED_FUNCTIONS["functions"]
