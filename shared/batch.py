@@ -334,7 +334,7 @@ def _classify_to_csv(
     progress = _Progress(info.name, settings.batch_progress_s)
     try:
         with closing(read_ahead(reader.chunks(), READ_AHEAD_CHUNKS)) as chunks:
-            for chunk, (values, indices), started_ns in _classified(chunks, model, top_k,
+            for chunk, (values, indices), started_ns in classified(chunks, model, top_k,
                                                                     settings):
                 writer.write(chunk, values, indices)
                 telemetry.chunk((time.perf_counter_ns() - started_ns) / 1e6)
@@ -356,7 +356,7 @@ def _classify_to_csv(
     }
 
 
-def _classified(
+def classified(
     chunks: Iterator[Chunk], model: LoadedModel, top_k: int, settings: Settings
 ) -> Iterator[tuple[Chunk, tuple[np.ndarray, np.ndarray], int]]:
     """Each chunk with the top-k probabilities and class indices of its good items, and when

@@ -51,6 +51,7 @@ from shared.batch import (
     ResultSink,
     ResultWriter,
     SourceInfo,
+    classified,
     existing_result,
     fail_batch,
     iso,
@@ -73,7 +74,7 @@ from shared.batch_formats import (
     safe_text,
     zip_directory,
 )
-from shared.classifier import check_top_k, top_k_arrays
+from shared.classifier import check_top_k
 from shared.config import Settings
 from shared.errors import EmnistEdgeError, InvalidBatch, ShardFailed
 from shared.idx import header_size, looks_like_idx, read_header
@@ -415,11 +416,8 @@ def _classify_shard(plan: Plan, shard: Shard, info: SourceInfo, source: BatchSou
         chunks, reader = _shard_chunks(plan, shard, info, source, settings)
         # Read and decode the next chunks while the model classifies this one, as in place.
         with closing(read_ahead(chunks, READ_AHEAD_CHUNKS)) as ahead:
-            for chunk in ahead:
-                began = time.perf_counter_ns()
-                good = chunk.good()
-                tiles = chunk.tiles if good is None else chunk.tiles[good]
-                values, indices = top_k_arrays(tiles, plan.top_k, model, settings.batch_size)
+            for chunk, (values, indices), began in classified(ahead, model, plan.top_k,
+                                                             settings):
                 writer.write(chunk, values, indices)
                 telemetry.chunk((time.perf_counter_ns() - began) / 1e6)
         skipped = reader.skipped if reader is not None else 0
