@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import logging
 import sys
@@ -114,11 +115,10 @@ def _warm(service, settings: Settings, shards: QueueShards, model, results,
     name = f"warm-{time.monotonic_ns()}.npy"
     tiles = np.random.default_rng(0).integers(1, 256, (WARM_ITEMS * workers, 28, 28),
                                               dtype=np.uint8)
-    with tempfile.TemporaryFile() as buffer:
-        np.save(buffer, tiles)
-        buffer.seek(0)
-        blob = service.get_blob_client(settings.batch_container, name)
-        blob.upload_blob(buffer.read(), overwrite=True)
+    buffer = io.BytesIO()
+    np.save(buffer, tiles)
+    blob = service.get_blob_client(settings.batch_container, name)
+    blob.upload_blob(buffer.getvalue(), overwrite=True)
     warm = dataclasses.replace(settings, batch_shard_items=WARM_ITEMS)
     submit_blob(blob, warm, service, shards, model)
     _wait_for(results.get_blob_client(f"{name}.summary.json"), 300)
