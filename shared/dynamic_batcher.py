@@ -12,8 +12,10 @@ Errors stay with their own request: the batch function may return an exception i
 slot, and if it raises instead, each request of that batch is run again alone, so the one that
 raises gets the error and the others their results.
 
-Framework-free (asyncio only); the caller chooses how a batch runs off the event loop
-(``run_in_thread``), so that a web framework's own thread limiter can bound all CPU work.
+Framework-free (asyncio only); the caller chooses where each batch runs (``run``): in a worker
+thread, so that the event loop keeps answering while the model works and a web framework's own
+thread limiter can bound all CPU work, or on the event loop itself where the batch is so small
+that the hop to a thread and back would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ R = TypeVar("R")
 # The batch function: requests in arrival order -> one result (or exception) per request.
 BatchFunction = Callable[[list[T]], Sequence[R | BaseException]]
 Outcomes = list[R | BaseException]
-RunInThread = Callable[[Callable[[], Outcomes]], Awaitable[Outcomes]]
+# Where a batch runs: given its items and its work (a call that computes the outcomes), the
+# outcomes (by default: the work in a worker thread).
+Runner = Callable[[list[T], Callable[[], Outcomes]], Awaitable[Outcomes]]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class DynamicBatcher(Generic[T, R]):
         max_size: int,
         max_wait_s: float = 0.0,
         concurrency: int = 1,
-        run_in_thread: RunInThread[R] | None = None,
+        run: Runner[T, R] | None = None,
     ) -> None:
         if max_size < 1 or concurrency < 1 or max_wait_s < 0:
             raise ValueError("max_size and concurrency must be >= 1, max_wait_s >= 0")
@@ -70,7 +74,7 @@ class DynamicBatcher(Generic[T, R]):
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self.concurrency = concurrency
-        self._run_in_thread: RunInThread[R] = run_in_thread or asyncio.to_thread
+        self._runner: Runner[T, R] = run or _in_thread
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Pending[T, R]] | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -148,8 +152,9 @@ class DynamicBatcher(Generic[T, R]):
     async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
         assert self._slots is not None
         try:
-            outcomes = await self._run_in_thread(partial(self._run, [p.item for p in batch]))
-        except Exception as error:  # the thread hop itself failed
+            items = [p.item for p in batch]
+            outcomes = await self._runner(items, partial(self._run, items))
+        except Exception as error:  # the runner itself failed (not the batch function)
             outcomes = [error] * len(batch)
         except BaseException:  # cancelled: the loop is going away
             _fail(batch)
@@ -165,7 +170,7 @@ class DynamicBatcher(Generic[T, R]):
                 pending.future.set_result(outcome)
 
     def _run(self, items: list[T]) -> Outcomes:
-        """The batch function on all items; if it raises, on each item alone (in a thread)."""
+        """The batch function on all items; if it raises, on each item alone."""
         try:
             return self._checked(items)
         except Exception:
@@ -187,6 +192,10 @@ class DynamicBatcher(Generic[T, R]):
             raise RuntimeError(f"the batch function returned {len(outcomes)} results for "
                                f"{len(items)} requests")
         return outcomes
+
+
+async def _in_thread(items: list[T], work: Callable[[], Outcomes]) -> Outcomes:
+    return await asyncio.to_thread(work)
 
 
 def _fail(batch: list[_Pending[T, R]]) -> None:

@@ -232,3 +232,17 @@ def test_invalid_bounds_are_refused():
         DynamicBatcher(lambda items: items, max_size=0)
     with pytest.raises(ValueError):
         DynamicBatcher(lambda items: items, max_size=1, max_wait_s=-1)
+
+
+def test_the_runner_gets_each_batch_with_its_items_and_decides_where_it_runs():
+    """``run`` sees the batch's items and runs its work where it likes (here: on the loop)."""
+    recorder = Recorder()
+    seen: list[list[int]] = []
+
+    async def on_the_loop(items: list[int], work: Callable[[], list]) -> list:
+        seen.append(list(items))
+        return work()
+
+    results = run_all(recorder, [1, 2, 3], max_size=64, max_wait_s=0.05, run=on_the_loop)
+    assert results == [2, 4, 6]
+    assert seen == recorder.batches == [[1, 2, 3]]

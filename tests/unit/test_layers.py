@@ -113,3 +113,18 @@ def test_only_the_settings_module_reads_the_environment():
              for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
              if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")]
     assert found == []
+
+
+# The roots of the processes that preprocess images: Azure's, the local server's workers, the
+# local poller's (start_local_batch_stack), the local shard workers' and the command line's.
+IMAGE_ROOTS = [REPO_ROOT / "function_app.py", REPO_ROOT / "local" / "app.py",
+               REPO_ROOT / "local" / "azurite.py", REPO_ROOT / "local" / "shard_workers.py",
+               CORE / "__main__.py"]
+
+
+@pytest.mark.parametrize("root", IMAGE_ROOTS, ids=lambda path: where(path))
+def test_every_process_that_preprocesses_pools_its_image_memory(root):
+    """Pillow's pool of freed image memory is off by default; each of these processes turns
+    it on (``shared.preprocess.pool_image_memory``), or its requests page-fault their images'
+    memory in anew every time."""
+    assert all_calls(root, {"pool_image_memory"})

@@ -9,11 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from functions.http_api import create_app
 from shared.batch import process_batch
@@ -26,14 +28,19 @@ from tests.payloads import PNG_7, ink, npy_bytes
 
 
 @pytest.fixture
-def recorded():
-    """A Telemetry on in-memory providers: (telemetry, metric reader, span exporter)."""
+def recorded(monkeypatch):
+    """A Telemetry on in-memory providers: (telemetry, metric reader, span exporter). They are
+    also what OpenTelemetry's global getters return meanwhile, as in a process where the SDK is
+    installed (local/telemetry.py, functions/azure_telemetry.py): libraries that record on
+    their own (FastAPI does) would show up in them."""
     reader = InMemoryMetricReader()
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    telemetry = Telemetry(MeterProvider(metric_readers=[reader]), tracer_provider)
-    return telemetry, reader, spans
+    meter_provider = MeterProvider(metric_readers=[reader])
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: tracer_provider)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: meter_provider)
+    return Telemetry(meter_provider, tracer_provider), reader, spans
 
 
 def points(reader: InMemoryMetricReader) -> dict[str, list]:
@@ -71,8 +78,11 @@ def test_requests_record_metrics_and_spans(recorded, tiny_model_files, models):
     assert sum(p.count for p in found["emnist_edge.http.duration"]) == 2
 
     finished = spans.get_finished_spans()
-    servers = [s for s in finished if s.name == "POST /api/classify"]
-    assert len(servers) == 2
+    servers = [s for s in finished if s.kind is SpanKind.SERVER]
+    assert [s.name for s in servers] == ["POST /api/classify"] * 2  # one per request
+    assert {s.instrumentation_scope.name for s in finished} == {"emnist_edge"}
+    assert {scope.scope.name for resource in reader.get_metrics_data().resource_metrics
+            for scope in resource.scope_metrics} == {"emnist_edge"}
     good = next(s for s in servers if s.attributes["http.response.status_code"] == 200)
     children = [s for s in finished if s.parent and s.parent.span_id == good.context.span_id]
     assert sorted(s.name for s in children) == ["decode", "inference", "preprocess"]
