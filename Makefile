@@ -44,14 +44,16 @@ test: setup lint browser
 # docs/bench.png; then the cold start from the real deployment package next to the dev venv
 # (artifacts/bench/coldstart.json; builds the package, a few minutes). Also where
 # preprocessing's time goes, stage by stage, for drawings and photos (bench.preprocess,
-# artifacts/bench/preprocess.json). `python -m model.benchmark`, `python -m model.fidelity`
-# and `make coldstart` still run alone.
+# artifacts/bench/preprocess.json). Last, what a million classifications cost on Flex
+# Consumption from those figures (bench.cost; README "What it costs"). `python -m
+# model.benchmark`, `python -m model.fidelity` and `make coldstart` still run alone.
 bench: setup
 	$(PY) -m bench.report
 	$(PY) -m bench.preprocess
 	$(PY) -m bench.hostile
 	$(PY) -m bench.fanout
 	$(PY) infra/coldstart.py --application-insights
+	$(PY) -m bench.cost
 
 # Large batches in place against fanned out over 1 and 2 worker processes, through Azurite:
 # a 100,000-PNG zip and a 1,000,000-image IDX file (artifacts/bench/fanout.json; a few
