@@ -11,10 +11,11 @@ the same URLs work locally and in the cloud; the page is also served at ``/`` lo
 a dependency. CPU work (unpacking, preprocessing, inference) runs in worker threads, at most
 ``classify_concurrency`` at once, so the event loop keeps answering (health checks included)
 while the model works, and concurrent requests queue instead of fighting over the cores. The
-exception is a dynamic batch of one raw image (``run_batch``), the only kind a single client
-sends: it runs on the event loop, in the same CPU slot, because its whole classification costs
-a few milliseconds and the hop to a thread and back added about 0.6 ms of it (waking a thread
-on another core, then the loop again).
+exception is a dynamic batch of single raw images, what realtime clients send (``run_batch``):
+it runs on the event loop, in the same CPU slot. Each image costs a few milliseconds, and the
+thread cost more than it saved: the hop there and back added about 0.6 ms to a lone request,
+and the loop and the thread contending for the GIL cost 7-12 % of the requests/s at 16 and 64
+clients (measured side by side, 2 workers, this 2-core machine).
 """
 
 from __future__ import annotations
@@ -77,11 +78,13 @@ def _load_model(runtime: Runtime) -> str | None:
 async def run_batch(cpu: anyio.CapacityLimiter, calls: Sequence[ClassifyCall],
                     work: Callable[[], list[JSONResponse | BaseException]]
                     ) -> list[JSONResponse | BaseException]:
-    """Where a dynamic batch runs: one raw image on the event loop, anything more in a worker
-    thread; either way in one of the ``cpu`` limiter's slots (the module docstring says why).
-    A single image's cost is bounded by its decoding budget (at most about 0.2 s for the
-    costliest image the limits let through: README, "Resource budget")."""
-    if len(calls) == 1 and calls[0].kind is BodyKind.RAW:
+    """Where a dynamic batch runs: a batch of single raw images on the event loop, one with
+    multi-image requests in a worker thread; either way in one of the ``cpu`` limiter's slots
+    (the module docstring says why). The loop is held for at most the batch's images (up to
+    ``dynamic_batch_max_size``), each bounded by its decoding budget: a few ms for an upload,
+    about 0.2 s for the costliest image the limits let through (README, "Resource budget").
+    Meanwhile new connections wait in the socket's backlog; the CPU was busy anyway."""
+    if all(call.kind is BodyKind.RAW for call in calls):
         async with cpu:
             return work()
     return await anyio.to_thread.run_sync(work, limiter=cpu)

@@ -1,6 +1,6 @@
-"""Where the HTTP app's dynamic batches run (``functions.http_api.run_batch``): a batch of one
-raw image on the event loop, anything else in a worker thread, both in a slot of the CPU
-limiter."""
+"""Where the HTTP app's dynamic batches run (``functions.http_api.run_batch``): a batch of
+single raw images on the event loop, one with a multi-image request in a worker thread, both in
+a slot of the CPU limiter."""
 
 from __future__ import annotations
 
@@ -31,14 +31,17 @@ def where(calls: list[ClassifyCall]) -> tuple[bool, int]:
     return anyio.run(scenario)
 
 
-def test_one_raw_image_runs_on_the_event_loop_in_a_cpu_slot():
-    assert where([call(BodyKind.RAW)]) == (True, 1)
+@pytest.mark.parametrize("calls", [
+    [call(BodyKind.RAW)],
+    [call(BodyKind.RAW)] * 3,
+], ids=["one", "three"])
+def test_raw_images_run_on_the_event_loop_in_a_cpu_slot(calls):
+    assert where(calls) == (True, 1)
 
 
 @pytest.mark.parametrize("calls", [
-    [call(BodyKind.RAW), call(BodyKind.RAW)],
     [call(BodyKind.MULTIPART)],
-    [call(BodyKind.JSON)],
-], ids=["two requests", "multipart", "json"])
-def test_anything_more_runs_in_a_worker_thread_in_a_cpu_slot(calls):
+    [call(BodyKind.RAW), call(BodyKind.JSON)],
+], ids=["multipart", "raw and json"])
+def test_multi_image_requests_run_in_a_worker_thread_in_a_cpu_slot(calls):
     assert where(calls) == (False, 1)
