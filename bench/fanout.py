@@ -1,5 +1,5 @@
 """Fan-out against in-place processing, end to end through Azurite, in one run:
-``python -m bench.fanout [--png-items N] [--idx-items N] [--workers 1 2]``.
+``python -m bench.fanout [--png-items N] [--idx-items N] [--workers 1 2] [--rounds R]``.
 
 - A zip of ``--png-items`` PNG cells (default 100,000): items/s processed in place (this
   process, the blob trigger's code), then fanned out (``functions.storage.submit_blob`` plans
@@ -9,7 +9,10 @@
 - An IDX file of ``--idx-items`` images (default 1,000,000): the same, with each worker
   process's peak resident memory (VmHWM; the in-place figure is ``python -m bench.batch``'s).
 
-Writes ``artifacts/bench/fanout.json``.
+The speed of this shared machine drifts by tens of percent over minutes, so the measurements
+alternate: ``--rounds`` rounds of in place and each worker count, in turn, each round opened
+by the model alone on 10,000 tiles in this process (a drift gauge: ``model_only_s``); the
+ratios are of the medians. Writes ``artifacts/bench/fanout.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import io
 import json
 import logging
+import statistics
 import sys
 import tempfile
 import time
@@ -30,11 +34,14 @@ from bench.batch import draw_prototypes, write_idx, write_png_zip
 from functions.storage import QueueShards, blob_service, process_blob, shard_queue, submit_blob
 from local.azurite import start_azurite
 from local.shard_workers import start_workers, stop_workers
+from shared.classifier import top_k_arrays
 from shared.config import REPO_ROOT, Settings
 from shared.model_loader import ModelRegistry, ModelSpec
+from shared.preprocess import pool_image_memory
 
 OUT = REPO_ROOT / "artifacts" / "bench" / "fanout.json"
 WARM_ITEMS = 40
+MODEL_ONLY_ITEMS = 10_000
 
 
 def _peak_mb(pid: int) -> float:
@@ -59,53 +66,77 @@ def _wait_for(blob, timeout_s: float) -> float:
 
 
 def measure(path: Path, settings: Settings, connection: str, worker_counts: list[int],
-            model) -> dict:
-    """In place, then fanned out with each worker count, on one uploaded batch each."""
+            model, rounds: int) -> dict:
+    """In place and fanned out with each worker count, in turn, ``rounds`` times (each run on
+    a batch uploaded under a name of its own); per configuration every round and the median,
+    ratios of the medians."""
     service = blob_service(settings, connection)
     shards = QueueShards(lambda: shard_queue(settings, connection))
-    results = service.get_container_client(settings.results_container)
-    figures: dict = {"items": None, "bytes": path.stat().st_size}
+    tiles = np.random.default_rng(1).integers(0, 256, (MODEL_ONLY_ITEMS, 28, 28),
+                                              dtype=np.uint8)
+    runs: dict[str, list[dict]] = {}
+    gauge: list[float] = []
+    for round_ in range(rounds):
+        started = time.perf_counter()
+        top_k_arrays(tiles, settings.batch_top_k, model, settings.batch_size)
+        gauge.append(round(time.perf_counter() - started, 2))
+        runs.setdefault("in_place", []).append(_in_place(path, settings, service, model, round_))
+        for workers in worker_counts:
+            runs.setdefault(f"fanout_{workers}", []).append(
+                _fanned_out(path, settings, connection, shards, model, workers, round_))
+    figures: dict = {"items": runs["in_place"][0]["items"], "bytes": path.stat().st_size,
+                     "model_only_s": gauge}
+    for key, entries in runs.items():
+        figures[key] = {"items_per_s": round(statistics.median(e["items_per_s"]
+                                                                for e in entries), 1),
+                        "rounds": entries}
+    base = figures["in_place"]["items_per_s"]
+    for workers in worker_counts:
+        entry = figures[f"fanout_{workers}"]
+        entry["ratio_to_in_place"] = round(entry["items_per_s"] / base, 2)
+        print(f"{path.name}: {workers} worker(s) {entry['items_per_s']:,.0f} items/s, "
+              f"{entry['ratio_to_in_place']:.2f}x in place ({base:,.0f} items/s), medians of "
+              f"{rounds} round(s)", flush=True)
+    return figures
 
-    blob = service.get_blob_client(settings.batch_container, f"inplace-{path.name}")
+
+def _in_place(path: Path, settings: Settings, service, model, round_: int) -> dict:
+    blob = service.get_blob_client(settings.batch_container, f"inplace{round_}-{path.name}")
     _upload(blob, path)
     started = time.perf_counter()
     outcome = process_blob(blob, settings, service, model)
     seconds = time.perf_counter() - started
-    figures["items"] = outcome.document["items"]
-    figures["in_place"] = {"seconds": round(seconds, 2),
-                           "items_per_s": round(figures["items"] / seconds, 1)}
-    print(f"{path.name}: in place {figures['in_place']['items_per_s']:,.0f} items/s "
-          f"({seconds:.1f} s)", flush=True)
+    items = outcome.document["items"]
+    print(f"{path.name}: in place {items / seconds:,.0f} items/s ({seconds:.1f} s)", flush=True)
+    return {"items": items, "seconds": round(seconds, 2), "items_per_s": round(items / seconds, 1)}
 
-    for workers in worker_counts:
-        processes = start_workers(dataclasses.replace(settings, batch_workers=workers),
-                                  connection)
-        try:
-            _warm(service, settings, shards, model, results, workers)
-            name = f"fanout{workers}-{path.name}"
-            blob = service.get_blob_client(settings.batch_container, name)
-            _upload(blob, path)
-            started = time.perf_counter()
-            submit_blob(blob, settings, service, shards, model)
-            done = _wait_for(results.get_blob_client(f"{name}.summary.json"), 3600)
-            summary = json.loads(results.get_blob_client(f"{name}.summary.json")
-                                 .download_blob().readall())
-            peaks = [_peak_mb(process.pid) for process in processes]
-        finally:
-            stop_workers(processes)
-        seconds = done - started
-        entry = {"workers": workers, "seconds": round(seconds, 2),
-                 "items_per_s": round(summary["items"] / seconds, 1),
-                 "shards": summary.get("shards", 1), "instances": summary.get("instances", 1),
-                 "worker_peak_mb": [round(p, 1) for p in peaks]}
-        entry["ratio_to_in_place"] = round(entry["items_per_s"]
-                                           / figures["in_place"]["items_per_s"], 2)
-        figures[f"fanout_{workers}"] = entry
-        print(f"{path.name}: fanned out over {workers} worker(s) {entry['items_per_s']:,.0f} "
-              f"items/s ({seconds:.1f} s, {entry['shards']} shards, {entry['instances']} "
-              f"workers used): {entry['ratio_to_in_place']:.2f}x in place; worker peak "
-              f"{', '.join(f'{p:.0f}' for p in peaks)} MB", flush=True)
-    return figures
+
+def _fanned_out(path: Path, settings: Settings, connection: str, shards: QueueShards, model,
+                workers: int, round_: int) -> dict:
+    service = blob_service(settings, connection)
+    results = service.get_container_client(settings.results_container)
+    processes = start_workers(dataclasses.replace(settings, batch_workers=workers), connection)
+    try:
+        _warm(service, settings, shards, model, results, workers)
+        name = f"fanout{workers}-{round_}-{path.name}"
+        blob = service.get_blob_client(settings.batch_container, name)
+        _upload(blob, path)
+        started = time.perf_counter()
+        submit_blob(blob, settings, service, shards, model)
+        done = _wait_for(results.get_blob_client(f"{name}.summary.json"), 3600)
+        summary = json.loads(results.get_blob_client(f"{name}.summary.json")
+                             .download_blob().readall())
+        peaks = [_peak_mb(process.pid) for process in processes]
+    finally:
+        stop_workers(processes)
+    seconds = done - started
+    entry = {"seconds": round(seconds, 2), "items_per_s": round(summary["items"] / seconds, 1),
+             "shards": summary.get("shards", 1), "instances": summary.get("instances", 1),
+             "worker_peak_mb": [round(p, 1) for p in peaks]}
+    print(f"{path.name}: fanned out over {workers} worker(s) {entry['items_per_s']:,.0f} "
+          f"items/s ({seconds:.1f} s, {entry['shards']} shards, {entry['instances']} workers "
+          f"used); worker peak {', '.join(f'{p:.0f}' for p in peaks)} MB", flush=True)
+    return entry
 
 
 def _warm(service, settings: Settings, shards: QueueShards, model, results,
@@ -130,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png-items", type=int, default=100_000)
     parser.add_argument("--idx-items", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    pool_image_memory()  # in place runs here: as in the blob trigger's process (function_app.py)
     settings = dataclasses.replace(Settings.from_env(), batch_poll_s=0.05)
     model = ModelRegistry().get(ModelSpec.of(settings))
     print(f"shards of {settings.batch_shard_items} items, chunks of "
@@ -146,17 +180,17 @@ def main(argv: list[str] | None = None) -> int:
             png = Path(work) / "cells.zip"
             write_png_zip(png, args.png_items, prototypes, rng)
             report["png_zip"] = measure(png, settings, azurite.connection_string,
-                                        args.workers, model)
+                                        args.workers, model, args.rounds)
             png.unlink()
             idx = Path(work) / "million.idx"
             write_idx(idx, args.idx_items, prototypes, rng)
             report["idx"] = measure(idx, settings, azurite.connection_string, args.workers,
-                                    model)
+                                    model, args.rounds)
     finally:
         azurite.stop()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 
