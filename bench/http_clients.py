@@ -8,6 +8,10 @@ the throughput ceiling at C clients; its latency is mostly queueing (about C / t
 is why the SLO itself is gated by Locust at a fixed offered load (``python -m loadtests``).
 Also: in-process classify latency (the handler's code path, no HTTP), resident memory of each
 server after the load. The load generator shares the cores with the server: a floor.
+
+``--against DIR`` measures instead, in the same alternating rounds, the server of another
+checkout of this repository (an older commit's ``git worktree``, say), this checkout's, and the
+reference server (``bench.reference``), each with its defaults: an A/B of a change.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import reference
 from loadtests import checks
 from loadtests.corpus import SLO_SIZES, Sample, build
 from local import server
@@ -205,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logs", type=Path, default=Path("artifacts/bench"))
     parser.add_argument("--compare", choices=COMPARISONS, default="batching",
                         help="what the two servers differ in (default: %(default)s)")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="another checkout: its server, this one's and the reference's")
     args = parser.parse_args(argv)
-    title, modes = COMPARISONS[args.compare]
     samples = corpus()
+    if args.against:
+        return against(args, samples)
+    title, modes = COMPARISONS[args.compare]
     local = Load.of(1, in_process(samples, args.requests), 0.0)
     args.logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -223,6 +232,35 @@ def main(argv: list[str] | None = None) -> int:
     for label, off, on in rows(results):
         print(f"  {label:30} {off:>9.2f} {on:>9.2f} {on / off:>7.2f}x")
     print(f"  server RSS after load (MiB): off {rss['off']:.0f}, on {rss['on']:.0f}")
+    return 0
+
+
+def against(args: argparse.Namespace, samples: list[Sample]) -> int:
+    """``--against``: the other checkout's server, this one's and the reference, side by side."""
+    args.logs.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        ports = {
+            "other": stack.enter_context(server.running(
+                stack.enter_context((args.logs / "server-other.log").open("wb")),
+                workers=args.workers, root=args.against.resolve())).port,
+            "this": stack.enter_context(server.running(
+                stack.enter_context((args.logs / "server-this.log").open("wb")),
+                workers=args.workers)).port,
+            "reference": stack.enter_context(reference.running(
+                stack.enter_context((args.logs / "server-reference.log").open("wb")),
+                args.workers)).port,
+        }
+        results = compare(ports, samples, tuple(args.clients), args.requests, args.rounds,
+                          unchecked=frozenset({"reference"}))
+    print(f"{args.against} against this checkout and the reference server: drawn characters "
+          f"{SLO_SIZES[0]}-{SLO_SIZES[-1]} px, {args.rounds} rounds, {args.workers} worker(s)")
+    print(f"  {'':24} {'other':>9} {'this':>9} {'reference':>10}")
+    for clients in args.clients:
+        for field in ("p50_ms", "p99_ms", "rps"):
+            label = f"{clients} clients: {field.replace('_', ' ')}"
+            print(f"  {label:24}" + "".join(
+                f" {getattr(results[name][clients], field):>{10 if name == 'reference' else 9}.2f}"
+                for name in ports))
     return 0
 
 

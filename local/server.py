@@ -68,17 +68,18 @@ class Server:
 
 def start(log: IO[bytes], settings: Mapping[str, str] | None = None,
           workers: int | None = None, port: int | None = None, timeout_s: float = 120,
-          args: Sequence[str] = ()) -> Server:
+          args: Sequence[str] = (), root: Path = REPO_ROOT) -> Server:
     """Spawn the server with ``settings`` (names without the EMNIST_EDGE_ prefix) and further
     command-line ``args``, ``workers`` processes (default: the server's, one per core), and wait
-    until it answers ready; raises RuntimeError (the process killed) if it never does."""
+    until it answers ready; raises RuntimeError (the process killed) if it never does. ``root``:
+    the checkout whose server runs (another one, e.g. an older commit's worktree, for A/B)."""
     port = port or free_port()
     env = {**os.environ, **{PREFIX + name: value for name, value in (settings or {}).items()}}
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "local.serve", "--port", str(port), "--no-access-log",
          *(("--workers", str(workers)) if workers else ()), *args],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     while time.perf_counter() - started < timeout_s and process.poll() is None:
         if is_ready(port):
