@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from loadtests.corpus import SLO_SIZES, Sample, build
 from local import server
 from shared.config import Settings
 from shared.model_loader import load_model
-from shared.preprocess import DecodeBudget
+from shared.preprocess import DecodeBudget, pool_image_memory
 from shared.uploads import Upload, classify_uploads
 
 PATH = "/api/classify"
@@ -180,12 +181,18 @@ class ServerRun:
     rss_mib: Callable[[], dict[str, float]]
 
 
+def started(stack: ExitStack, running: Callable[..., Any], log: Path, *args: Any,
+            **options: Any) -> server.Server:
+    """A server started by ``running`` (``local.server.running`` or ``bench.reference.running``)
+    with its output in ``log``, both stopped and closed when ``stack`` unwinds."""
+    return stack.enter_context(running(stack.enter_context(log.open("wb")), *args, **options))
+
+
 def running_modes(stack: ExitStack, log_dir: Path, workers: int | None = None,
                   modes: dict[str, dict[str, str]] = MODES) -> ServerRun:
-    servers = {mode: stack.enter_context(server.running(
-        stack.enter_context((log_dir / f"server-{mode}.log").open("wb")),
-        settings, workers=workers))
-        for mode, settings in modes.items()}
+    servers = {mode: started(stack, server.running, log_dir / f"server-{mode}.log", settings,
+                             workers=workers)
+               for mode, settings in modes.items()}
     return ServerRun({mode: s.port for mode, s in servers.items()},
                      lambda: {mode: s.rss_mib() for mode, s in servers.items()})
 
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="another checkout: its server, this one's and the reference's")
     args = parser.parse_args(argv)
+    pool_image_memory()  # the in-process figure runs here: as in the server's workers
     samples = corpus()
     if args.against:
         return against(args, samples)
@@ -240,15 +248,12 @@ def against(args: argparse.Namespace, samples: list[Sample]) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         ports = {
-            "other": stack.enter_context(server.running(
-                stack.enter_context((args.logs / "server-other.log").open("wb")),
-                workers=args.workers, root=args.against.resolve())).port,
-            "this": stack.enter_context(server.running(
-                stack.enter_context((args.logs / "server-this.log").open("wb")),
-                workers=args.workers)).port,
-            "reference": stack.enter_context(reference.running(
-                stack.enter_context((args.logs / "server-reference.log").open("wb")),
-                args.workers)).port,
+            "other": started(stack, server.running, args.logs / "server-other.log",
+                             workers=args.workers, root=args.against.resolve()).port,
+            "this": started(stack, server.running, args.logs / "server-this.log",
+                            workers=args.workers).port,
+            "reference": started(stack, reference.running, args.logs / "server-reference.log",
+                                 args.workers).port,
         }
         results = compare(ports, samples, tuple(args.clients), args.requests, args.rounds,
                           unchecked=frozenset({"reference"}))

@@ -118,9 +118,8 @@ def http_figures(requests: int, rounds: int) -> dict[str, Any]:
     OUT.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         servers = http_clients.running_modes(stack, OUT)
-        bare = stack.enter_context(reference.running(
-            stack.enter_context((OUT / "server-reference.log").open("wb")),
-            Settings.from_env().workers))
+        bare = http_clients.started(stack, reference.running, OUT / "server-reference.log",
+                                    Settings.from_env().workers)
         results = http_clients.compare({**servers.ports, REFERENCE: bare.port}, samples,
                                        http_clients.CONCURRENCY, requests, rounds,
                                        unchecked=frozenset({REFERENCE}))
