@@ -37,7 +37,8 @@ from loadtests.corpus import SLO_SIZES, Sample, build
 from local import server
 from shared.config import Settings
 from shared.model_loader import load_model
-from shared.preprocess import DecodeBudget, pool_image_memory
+from shared.preprocess import DecodeBudget
+from shared.process_memory import keep_freed_memory
 from shared.uploads import Upload, classify_uploads
 
 PATH = "/api/classify"
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="another checkout: its server, this one's and the reference's")
     args = parser.parse_args(argv)
-    pool_image_memory()  # the in-process figure runs here: as in the server's workers
+    keep_freed_memory()  # the in-process figure runs here: as in the server's workers
     samples = corpus()
     if args.against:
         return against(args, samples)

@@ -17,7 +17,7 @@ from shared.classifier import DEFAULT_TOP_K, classify_images
 from shared.config import Settings
 from shared.errors import EmnistEdgeError
 from shared.model_loader import ModelSpec, load_spec
-from shared.preprocess import pool_image_memory
+from shared.process_memory import keep_freed_memory
 
 
 def classify_command(args: argparse.Namespace) -> int:
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                         "AzureWebJobsStorage setting)")
     status.set_defaults(handler=status_command)
     args = parser.parse_args(argv)
-    pool_image_memory()
+    keep_freed_memory()
     try:
         return args.handler(args)
     except EmnistEdgeError as error:

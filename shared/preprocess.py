@@ -67,25 +67,9 @@ BACKGROUND_RADIUS = 4
 # bicubic): several times faster, and within 2 grey levels (almost always 0) of one-step.
 REDUCING_GAP = 3.0
 
-# Pillow's pool of freed image memory (off by default): without it every image's blocks go back
-# to the C allocator, which returns the top of the heap to the OS, and the next upload faults the
-# pages in again: 50-130 page faults a request in the local server, about 0.3 with the pool
-# (measured per request over 1,000 requests, /proc/<pid>/stat). 16 blocks of at most 1 MiB: a
-# 450 px RGB upload fits one; what the pool can keep is bounded at 16 MiB.
-IMAGE_BLOCK_SIZE = 2**20
-IMAGE_BLOCKS_KEPT = 16
-
 NO_INK = "the image holds no ink: nothing to recognise"
 # Half-open (start, stop) row and column ranges.
 Bounds = tuple[tuple[int, int], tuple[int, int]]
-
-
-def pool_image_memory() -> None:
-    """Turn on Pillow's pool of freed image blocks for this process (see ``IMAGE_BLOCKS_KEPT``;
-    https://pillow.readthedocs.io/en/stable/reference/block_allocator.html). Each entry point
-    that preprocesses calls it once, as it starts."""
-    Image.core.set_block_size(IMAGE_BLOCK_SIZE)
-    Image.core.set_blocks_max(IMAGE_BLOCKS_KEPT)
 
 
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:

@@ -115,7 +115,7 @@ def test_only_the_settings_module_reads_the_environment():
     assert found == []
 
 
-# The roots of the processes that preprocess images: Azure's, the local server's workers, the
+# The roots of the processes that classify: Azure's, the local server's workers, the
 # local poller's (start_local_batch_stack), the local shard workers' and the command line's.
 IMAGE_ROOTS = [REPO_ROOT / "function_app.py", REPO_ROOT / "local" / "app.py",
                REPO_ROOT / "local" / "azurite.py", REPO_ROOT / "local" / "shard_workers.py",
@@ -123,8 +123,8 @@ IMAGE_ROOTS = [REPO_ROOT / "function_app.py", REPO_ROOT / "local" / "app.py",
 
 
 @pytest.mark.parametrize("root", IMAGE_ROOTS, ids=lambda path: where(path))
-def test_every_process_that_preprocesses_pools_its_image_memory(root):
-    """Pillow's pool of freed image memory is off by default; each of these processes turns
-    it on (``shared.preprocess.pool_image_memory``), or its requests page-fault their images'
-    memory in anew every time."""
-    assert all_calls(root, {"pool_image_memory"})
+def test_every_process_that_classifies_keeps_its_freed_memory(root):
+    """Pillow and glibc hand freed memory back to the OS by default; each of these processes
+    keeps it (``shared.process_memory.keep_freed_memory``), or its requests and forward passes
+    page-fault their memory in anew every time."""
+    assert all_calls(root, {"keep_freed_memory"})

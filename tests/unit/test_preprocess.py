@@ -339,13 +339,3 @@ def test_blank_photo_of_noisy_paper() -> None:
     image = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
     with pytest.raises(BlankImage):
         tile_of(image, "JPEG", quality=85)
-
-
-def test_pooling_image_memory_keeps_freed_blocks_for_the_next_image():
-    from PIL import Image
-
-    from shared.preprocess import IMAGE_BLOCK_SIZE, IMAGE_BLOCKS_KEPT, pool_image_memory
-
-    pool_image_memory()
-    assert Image.core.get_blocks_max() == IMAGE_BLOCKS_KEPT
-    assert Image.core.get_block_size() == IMAGE_BLOCK_SIZE
