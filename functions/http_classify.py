@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from opentelemetry.trace import Span
+from starlette.background import BackgroundTask
 
 from functions.http_errors import typed_error_response
 from functions.http_runtime import API, BINARY, ERRORS, RuntimeDep
@@ -137,13 +138,23 @@ def _respond(unpacked: _Unpacked, outcome: ClassifyOutcome, model: LoadedModel,
         "results": outcome.results,
         "timings_ms": {**stages, "total": elapsed_ms(unpacked.call.started_ns)},
     }
+    response = (typed_error_response(unpacked.call.path, outcome.failure, **document)
+                if outcome.failure is not None else JSONResponse(document))
+    # Recorded once the answer has been sent (Starlette runs a response's background task
+    # then, still inside the request's span): the client does not wait for its telemetry.
+    response.background = BackgroundTask(_record, telemetry, unpacked.call.span, stages,
+                                         outcome.results, time.time_ns())
+    return response
+
+
+async def _record(telemetry: Telemetry, span: Span, stages: dict[str, float],
+                  results: list[dict[str, Any]], answered_ns: int) -> None:
+    """A classify answer's telemetry (async: a background task runs on the event loop, a
+    plain function would be sent to a thread)."""
     telemetry.stages(stages)
-    telemetry.stage_spans(unpacked.call.span, stages)
-    predicted = [result for result in outcome.results if "label" in result]
+    telemetry.stage_spans(span, stages, end_ns=answered_ns)
+    predicted = [result for result in results if "label" in result]
     telemetry.predictions([r["label"] for r in predicted], [r["probability"] for r in predicted])
-    if outcome.failure is not None:
-        return typed_error_response(unpacked.call.path, outcome.failure, **document)
-    return JSONResponse(document)
 
 
 @router.get("/health", tags=["health"])

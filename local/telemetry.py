@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from fastapi import Response
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -43,7 +43,10 @@ def install(model: Mapping[str, str]) -> CollectorRegistry:
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=readers, resource=resource))
+    # No exemplars: Prometheus' text format has no place for them (and, with OTLP traces on,
+    # sampling them for every measurement inside a span is a good part of telemetry's cost).
+    metrics.set_meter_provider(MeterProvider(metric_readers=readers, resource=resource,
+                                             exemplar_filter=AlwaysOffExemplarFilter()))
     return registry
 
 

@@ -114,12 +114,13 @@ class Telemetry:
         for stage, duration in timings_ms.items():
             self._stages.record(duration, {"stage": stage})
 
-    def stage_spans(self, parent: Span, timings_ms: Mapping[str, float]) -> None:
-        """The stages as children of a request's span, back to back and ending now: their
-        durations are measured, their placement is not (a request may have waited for the
-        model in between)."""
+    def stage_spans(self, parent: Span, timings_ms: Mapping[str, float], *,
+                    end_ns: int | None = None) -> None:
+        """The stages as children of a request's span, back to back and ending at ``end_ns``
+        (the time its answer was ready; now by default): their durations are measured, their
+        placement is not (a request may have waited for the model in between)."""
         context = trace.set_span_in_context(parent)
-        end = time.time_ns()
+        end = time.time_ns() if end_ns is None else end_ns
         for stage, duration in reversed(list(timings_ms.items())):
             start = end - int(duration * 1e6)
             self.tracer.start_span(stage, context=context, start_time=start).end(end_time=end)

@@ -90,6 +90,39 @@ def test_requests_record_metrics_and_spans(recorded, tiny_model_files, models):
     assert bad.attributes["error.type"] == "invalid_image"
 
 
+def test_a_classify_answer_is_sent_before_its_telemetry_is_recorded(recorded, tiny_model_files,
+                                                                   models):
+    """The stage times, stage spans and predictions are recorded after the answer's last
+    byte is sent (a background task), so a client never waits for them."""
+    telemetry, reader, spans = recorded
+    settings = dataclasses.replace(Settings.from_env(), model_path=tiny_model_files[0],
+                                   manifest_path=tiny_model_files[1], torch_threads=1)
+    app = create_app(settings, models, telemetry)
+    seen_when_sent: list[tuple[set[str], set[str]]] = []
+
+    async def watching(scope, receive, send):
+        async def send_watched(message):
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                seen_when_sent.append((set(points(reader)),
+                                       {s.name for s in spans.get_finished_spans()}))
+            await send(message)
+
+        await app(scope, receive, send_watched if scope["type"] == "http" else send)
+
+    with TestClient(watching) as client:
+        assert client.post("/api/classify", content=PNG_7,
+                           headers={"Content-Type": "image/png"}).status_code == 200
+
+    [(metric_names, span_names)] = seen_when_sent
+    assert "emnist_edge.stage.duration" not in metric_names
+    assert "emnist_edge.predictions" not in metric_names
+    assert "preprocess" not in span_names
+    found = points(reader)
+    assert sum(p.count for p in found["emnist_edge.stage.duration"]) == 3
+    assert sum(p.value for p in found["emnist_edge.predictions"]) == 1
+    assert {"decode", "preprocess", "inference"} <= {s.name for s in spans.get_finished_spans()}
+
+
 def test_a_batch_records_items_by_outcome_and_a_span(recorded, tiny_model_files, tmp_path):
     telemetry, reader, spans = recorded
     tiles = np.concatenate([ink(3), np.zeros((1, 28, 28), np.uint8)])  # one blank: it fails
