@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,8 @@ COMPARISONS = {
 
 @dataclass(frozen=True)
 class Load:
-    """One closed-loop measurement: latency percentiles (ms) and requests/s."""
+    """One closed-loop measurement: latency percentiles (ms), requests/s and, where the
+    server's processes were watched, their CPU time per request (ms)."""
 
     clients: int
     requests: int
@@ -63,12 +64,15 @@ class Load:
     p95_ms: float
     p99_ms: float
     rps: float
+    cpu_ms: float | None = None
 
     @classmethod
-    def of(cls, clients: int, samples_ns: list[int], rps: float) -> Load:
+    def of(cls, clients: int, samples_ns: list[int], rps: float,
+           cpu_ms: float | None = None) -> Load:
         p50, p95, p99 = np.percentile(np.asarray(samples_ns) / 1e6, [50, 95, 99])
         return cls(clients, len(samples_ns), round(float(p50), 2), round(float(p95), 2),
-                   round(float(p99), 2), round(rps, 1))
+                   round(float(p99), 2), round(rps, 1),
+                   None if cpu_ms is None else round(cpu_ms, 3))
 
 
 def timed(action: Callable[[], object], count: int) -> list[int]:
@@ -154,23 +158,34 @@ def per_client(clients: int, requests: int) -> int:
 
 
 def compare(ports: dict[str, int], samples: list[Sample], concurrency: tuple[int, ...],
-            requests: int, rounds: int,
-            unchecked: frozenset[str] = frozenset()) -> dict[str, dict[int, Load]]:
+            requests: int, rounds: int, unchecked: frozenset[str] = frozenset(),
+            cpu_s: Mapping[str, Callable[[], float]] | None = None
+            ) -> dict[str, dict[int, Load]]:
     """Every mode at every concurrency, ``rounds`` times, modes alternating (their order
     flipped each round); latencies pooled over the rounds, requests/s their median. The
-    answers of the servers in ``unchecked`` are checked for their status only."""
+    answers of the servers in ``unchecked`` are checked for their status only. ``cpu_s``:
+    each mode's server CPU seconds so far, read around each measurement for the median CPU
+    time per request (the machine's drift moves it less than requests/s: a small cost per
+    request is seen there first)."""
     latencies: dict[tuple[str, int], list[int]] = {}
     rates: dict[tuple[str, int], list[float]] = {}
+    cpu_ms: dict[tuple[str, int], list[float]] = {}
     for round_ in range(rounds):
         for clients in concurrency:
             for mode in (list(ports) if round_ % 2 == 0 else list(reversed(ports))):
+                cpu_before = cpu_s[mode]() if cpu_s else 0.0
                 samples_ns, wall_s = closed_loop(ports[mode], samples, clients,
                                                  per_client(clients, requests),
                                                  mode not in unchecked)
+                if cpu_s:
+                    cpu_ms.setdefault((mode, clients), []).append(
+                        (cpu_s[mode]() - cpu_before) * 1e3 / len(samples_ns))
                 latencies.setdefault((mode, clients), []).extend(samples_ns)
                 rates.setdefault((mode, clients), []).append(len(samples_ns) / wall_s)
     return {mode: {clients: Load.of(clients, latencies[mode, clients],
-                                    float(np.median(rates[mode, clients])))
+                                    float(np.median(rates[mode, clients])),
+                                    float(np.median(cpu_ms[mode, clients]))
+                                    if cpu_s else None)
                    for clients in concurrency} for mode in ports}
 
 
@@ -180,6 +195,7 @@ class ServerRun:
 
     ports: dict[str, int]
     rss_mib: Callable[[], dict[str, float]]
+    cpu_s: dict[str, Callable[[], float]]
 
 
 def started(stack: ExitStack, running: Callable[..., Any], log: Path, *args: Any,
@@ -195,16 +211,18 @@ def running_modes(stack: ExitStack, log_dir: Path, workers: int | None = None,
                              workers=workers)
                for mode, settings in modes.items()}
     return ServerRun({mode: s.port for mode, s in servers.items()},
-                     lambda: {mode: s.rss_mib() for mode, s in servers.items()})
+                     lambda: {mode: s.rss_mib() for mode, s in servers.items()},
+                     {mode: s.cpu_s for mode, s in servers.items()})
 
 
 def rows(results: dict[str, dict[int, Load]]) -> Iterator[tuple[str, float, float]]:
     """Table rows: figure, batching off, batching on."""
     for clients in results["off"]:
         off, on = results["off"][clients], results["on"][clients]
-        for field in ("p50_ms", "p99_ms", "rps"):
-            yield f"{clients} clients: {field.replace('_', ' ')}", getattr(off, field), \
-                getattr(on, field)
+        for field in ("p50_ms", "p99_ms", "rps", "cpu_ms"):
+            if getattr(off, field) is not None:
+                label = "server CPU ms/request" if field == "cpu_ms" else field.replace("_", " ")
+                yield f"{clients} clients: {label}", getattr(off, field), getattr(on, field)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         servers = running_modes(stack, args.logs, args.workers, modes)
         results = compare(servers.ports, samples, tuple(args.clients), args.requests,
-                          args.rounds)
+                          args.rounds, cpu_s=servers.cpu_s)
         rss = servers.rss_mib()
     print(f"emnist-edge HTTP benchmark: drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
           f"closed-loop clients, {args.rounds} rounds, {args.workers} worker(s), "

@@ -39,6 +39,15 @@ def rss_mib(pid: int) -> float:
     return own + sum(rss_mib(int(child)) for child in children)
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) of a process and its children (uvicorn's workers) so
+    far, from /proc/<pid>/stat."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return own + sum(cpu_s(int(child)) for child in children)
+
+
 def is_ready(port: int) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -64,6 +73,9 @@ class Server:
 
     def rss_mib(self) -> float:
         return rss_mib(self.process.pid)
+
+    def cpu_s(self) -> float:
+        return cpu_s(self.process.pid)
 
 
 def start(log: IO[bytes], settings: Mapping[str, str] | None = None,
