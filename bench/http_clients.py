@@ -6,8 +6,10 @@ dynamic batching off and on, started side by side on free loopback ports and mea
 alternately, round by round, so that the machine's noise hits both alike. Closed loop measures
 the throughput ceiling at C clients; its latency is mostly queueing (about C / throughput), which
 is why the SLO itself is gated by Locust at a fixed offered load (``python -m loadtests``).
-Also: in-process classify latency (the handler's code path, no HTTP), resident memory of each
-server after the load. The load generator shares the cores with the server: a floor.
+Also: in-process classify latency (the handler's code path, no HTTP), each server's CPU time
+per request (its processes' CPU seconds from /proc, read around every measurement), resident
+memory of each server after the load. The load generator shares the cores with the server: a
+floor. ``--compare telemetry`` sets the SDK off and on instead of batching.
 
 ``--against DIR`` measures instead, in the same alternating rounds, the server of another
 checkout of this repository (an older commit's ``git worktree``, say), this checkout's, and the
