@@ -10,9 +10,10 @@
   process's peak resident memory (VmHWM; the in-place figure is ``python -m bench.batch``'s).
 
 The speed of this shared machine drifts by tens of percent over minutes, so the measurements
-alternate: ``--rounds`` rounds of in place and each worker count, in turn, each round opened
-by the model alone on 10,000 tiles in this process (a drift gauge: ``model_only_s``); the
-ratios are of the medians. Writes ``artifacts/bench/fanout.json``.
+alternate: ``--rounds`` rounds of in place and each worker count, in turn (in place first in
+even rounds, last in odd ones), each round opened by the model alone on 10,000 tiles in this
+process (a drift gauge: ``model_only_s``); the ratios are of the medians. Writes
+``artifacts/bench/fanout.json``.
 """
 
 from __future__ import annotations
@@ -80,10 +81,16 @@ def measure(path: Path, settings: Settings, connection: str, worker_counts: list
         started = time.perf_counter()
         top_k_arrays(tiles, settings.batch_top_k, model, settings.batch_size)
         gauge.append(round(time.perf_counter() - started, 2))
-        runs.setdefault("in_place", []).append(_in_place(path, settings, service, model, round_))
-        for workers in worker_counts:
-            runs.setdefault(f"fanout_{workers}", []).append(
-                _fanned_out(path, settings, connection, shards, model, workers, round_))
+        # In place first in even rounds, last in odd ones: a drift within a round does not
+        # always favour the same configuration.
+        order: list[int | None] = [None, *worker_counts]
+        for workers in order if round_ % 2 == 0 else reversed(order):
+            if workers is None:
+                runs.setdefault("in_place", []).append(
+                    _in_place(path, settings, service, model, round_))
+            else:
+                runs.setdefault(f"fanout_{workers}", []).append(
+                    _fanned_out(path, settings, connection, shards, model, workers, round_))
     figures: dict = {"items": runs["in_place"][0]["items"], "bytes": path.stat().st_size,
                      "model_only_s": gauge}
     for key, entries in runs.items():
