@@ -195,9 +195,18 @@ def compare(ports: dict[str, int], samples: list[Sample], concurrency: tuple[int
 class ServerRun:
     """A server per batching mode, started together, measured, then stopped."""
 
-    ports: dict[str, int]
-    rss_mib: Callable[[], dict[str, float]]
-    cpu_s: dict[str, Callable[[], float]]
+    servers: dict[str, server.Server]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {mode: s.port for mode, s in self.servers.items()}
+
+    @property
+    def cpu_s(self) -> dict[str, Callable[[], float]]:
+        return {mode: s.cpu_s for mode, s in self.servers.items()}
+
+    def rss_mib(self) -> dict[str, float]:
+        return {mode: s.rss_mib() for mode, s in self.servers.items()}
 
 
 def started(stack: ExitStack, running: Callable[..., Any], log: Path, *args: Any,
@@ -212,9 +221,7 @@ def running_modes(stack: ExitStack, log_dir: Path, workers: int | None = None,
     servers = {mode: started(stack, server.running, log_dir / f"server-{mode}.log", settings,
                              workers=workers)
                for mode, settings in modes.items()}
-    return ServerRun({mode: s.port for mode, s in servers.items()},
-                     lambda: {mode: s.rss_mib() for mode, s in servers.items()},
-                     {mode: s.cpu_s for mode, s in servers.items()})
+    return ServerRun(servers)
 
 
 def rows(results: dict[str, dict[int, Load]]) -> Iterator[tuple[str, float, float]]:

@@ -30,22 +30,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children (uvicorn's workers), from
-    /proc/<pid>/status (VmRSS, in kB)."""
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's workers), from /proc."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    own = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
-    return own + sum(rss_mib(int(child)) for child in children)
+    return [pid, *(descendant for child in children for descendant in process_tree(int(child)))]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children, from /proc/<pid>/status (VmRSS, kB)."""
+    total_kb = 0
+    for member in process_tree(pid):
+        status = Path(f"/proc/{member}/status").read_text().splitlines()
+        total_kb += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return total_kb / 1024
 
 
 def cpu_s(pid: int) -> float:
-    """CPU seconds (user and system) of a process and its children (uvicorn's workers) so
-    far, from /proc/<pid>/stat."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-    return own + sum(cpu_s(int(child)) for child in children)
+    """CPU seconds (user and system) of a process and its children so far, from
+    /proc/<pid>/stat."""
+    ticks = 0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def is_ready(port: int) -> bool:
