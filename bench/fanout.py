@@ -90,7 +90,8 @@ def measure(path: Path, settings: Settings, connection: str, worker_counts: list
                     _in_place(path, settings, service, model, round_))
             else:
                 runs.setdefault(f"fanout_{workers}", []).append(
-                    _fanned_out(path, settings, connection, shards, model, workers, round_))
+                    _fanned_out(path, settings, connection, service, shards, model, workers,
+                                round_))
     figures: dict = {"items": runs["in_place"][0]["items"], "bytes": path.stat().st_size,
                      "model_only_s": gauge}
     for key, entries in runs.items():
@@ -118,9 +119,8 @@ def _in_place(path: Path, settings: Settings, service, model, round_: int) -> di
     return {"items": items, "seconds": round(seconds, 2), "items_per_s": round(items / seconds, 1)}
 
 
-def _fanned_out(path: Path, settings: Settings, connection: str, shards: QueueShards, model,
-                workers: int, round_: int) -> dict:
-    service = blob_service(settings, connection)
+def _fanned_out(path: Path, settings: Settings, connection: str, service,
+                shards: QueueShards, model, workers: int, round_: int) -> dict:
     results = service.get_container_client(settings.results_container)
     processes = start_workers(dataclasses.replace(settings, batch_workers=workers), connection)
     try:
