@@ -21,7 +21,6 @@ Traces: a span per HTTP request (with the stages as children) and a span per bat
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,12 +114,12 @@ class Telemetry:
             self._stages.record(duration, {"stage": stage})
 
     def stage_spans(self, parent: Span, timings_ms: Mapping[str, float], *,
-                    end_ns: int | None = None) -> None:
+                    end_ns: int) -> None:
         """The stages as children of a request's span, back to back and ending at ``end_ns``
-        (the time its answer was ready; now by default): their durations are measured, their
-        placement is not (a request may have waited for the model in between)."""
+        (when its answer was ready): their durations are measured, their placement is not (a
+        request may have waited for the model in between)."""
         context = trace.set_span_in_context(parent)
-        end = time.time_ns() if end_ns is None else end_ns
+        end = end_ns
         for stage, duration in reversed(list(timings_ms.items())):
             start = end - int(duration * 1e6)
             self.tracer.start_span(stage, context=context, start_time=start).end(end_time=end)
