@@ -44,12 +44,16 @@ test: setup lint browser
 # docs/bench.png; then the cold start from the real deployment package next to the dev venv
 # (artifacts/bench/coldstart.json; builds the package, a few minutes). Also where
 # preprocessing's time goes, stage by stage, for drawings and photos (bench.preprocess,
-# artifacts/bench/preprocess.json). Last, what a million classifications cost on Flex
+# artifacts/bench/preprocess.json), and what telemetry costs: CPU per request in process
+# (bench.telemetry_cost, artifacts/bench/telemetry.json), then p50 and throughput over HTTP,
+# servers with and without the SDK side by side (bench.http_clients). Last, what a million classifications cost on Flex
 # Consumption from those figures (bench.cost; README "What it costs"). `python -m
 # model.benchmark`, `python -m model.fidelity` and `make coldstart` still run alone.
 bench: setup
 	$(PY) -m bench.report
 	$(PY) -m bench.preprocess
+	$(PY) -m bench.telemetry_cost
+	$(PY) -m bench.http_clients --compare telemetry --clients 1 16 --rounds 6
 	$(PY) -m bench.hostile
 	$(PY) -m bench.fanout
 	$(PY) infra/coldstart.py --application-insights

@@ -43,11 +43,16 @@ def install(model: Mapping[str, str]) -> CollectorRegistry:
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider(resource, readers))
+    return registry
+
+
+def meter_provider(resource: Resource, readers: list[MetricReader]) -> MeterProvider:
+    """The local SDK's meter provider (also what ``bench.telemetry_cost`` measures)."""
     # No exemplars: Prometheus' text format has no place for them (and, with OTLP traces on,
     # sampling them for every measurement inside a span is a good part of telemetry's cost).
-    metrics.set_meter_provider(MeterProvider(metric_readers=readers, resource=resource,
-                                             exemplar_filter=AlwaysOffExemplarFilter()))
-    return registry
+    return MeterProvider(metric_readers=readers, resource=resource,
+                         exemplar_filter=AlwaysOffExemplarFilter())
 
 
 def metrics_response(registry: CollectorRegistry) -> Response:

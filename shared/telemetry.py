@@ -17,16 +17,26 @@ Instruments (names follow OpenTelemetry's conventions: dotted, units in ``unit``
   outcome, whole batches and their chunks.
 
 Traces: a span per HTTP request (with the stages as children) and a span per batch.
+
+Measurements are buffered and handed to the SDK in bulk: every ``flush_every`` of them, and at
+each collection (an observable instrument's callback, which the SDK runs before it reads the
+synchronous instruments), so an export never misses one. One SDK record costs 10-15 us of
+interpreted code, and about twice that when it runs between the image work of requests (its code
+and data are out of the caches by then): recording the eight measurements of a classify request
+in bulk halves telemetry's CPU per request (README, "Telemetry").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind
+from opentelemetry.util.types import Attributes
 
 from shared.errors import ModelLoadError
 from shared.manifest import Manifest
@@ -40,6 +50,9 @@ SERVICE = "emnist-edge"
 MS_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 500, 1000, 2500, 10000)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+# Measurements buffered before they are handed to the SDK in one go: under 1 ms a flush, run
+# after an answer has been sent. 64 saved as much CPU as 256 did (README, "Telemetry").
+FLUSH_EVERY = 64
 
 
 def model_identity(manifest_path: Path) -> dict[str, str]:
@@ -63,9 +76,17 @@ class Telemetry:
     default, which are no-ops until an SDK is installed)."""
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None,
-                 tracer_provider: trace.TracerProvider | None = None) -> None:
+                 tracer_provider: trace.TracerProvider | None = None,
+                 flush_every: int = FLUSH_EVERY) -> None:
         meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
         self.tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
+        self._flush_every = flush_every
+        self._pending: list[tuple[Callable[[float, Attributes], None], float, Attributes]] = []
+        self._lock = threading.Lock()  # batches record from worker threads, collections too
+        # Observes nothing: its callback is the SDK's call at each collection (module docstring).
+        meter.create_observable_gauge(
+            "emnist_edge.telemetry.flush", callbacks=[self._flush_before_collection],
+            description="Hands buffered measurements to the SDK before each collection")
         self._requests = meter.create_counter(
             "emnist_edge.http.requests", unit="{request}", description="HTTP requests answered")
         self._duration = meter.create_histogram(
@@ -97,21 +118,43 @@ class Telemetry:
             description="Classifying and writing one chunk of a batch",
             explicit_bucket_boundaries_advisory=MS_BUCKETS)
 
+    # --- buffering ---------------------------------------------------------------------------
+
+    def _measure(self, record: Callable[[float, Attributes], None], value: float,
+                 attributes: Attributes = None) -> None:
+        """``record(value, attributes)`` (an instrument's ``add`` or ``record``), buffered."""
+        with self._lock:
+            self._pending.append((record, value, attributes))
+            full = len(self._pending) >= self._flush_every
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand every buffered measurement to the SDK."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for record, value, attributes in pending:
+            record(value, attributes)
+
+    def _flush_before_collection(self, _options: CallbackOptions) -> Iterable[Observation]:
+        self.flush()
+        return ()
+
     # --- HTTP --------------------------------------------------------------------------------
 
     def request(self, route: str, method: str, status: int, duration_ms: float) -> None:
         attributes = {"http.route": route, "http.request.method": method,
                       "http.response.status_code": status}
-        self._requests.add(1, attributes)
-        self._duration.record(duration_ms, attributes)
+        self._measure(self._requests.add, 1, attributes)
+        self._measure(self._duration.record, duration_ms, attributes)
 
     def error(self, route: str, code: str) -> None:
-        self._errors.add(1, {"http.route": route, "error.type": code})
+        self._measure(self._errors.add, 1, {"http.route": route, "error.type": code})
 
     def stages(self, timings_ms: Mapping[str, float]) -> None:
         """A classify request's stage times (``decode``, ``preprocess``, ``inference``)."""
         for stage, duration in timings_ms.items():
-            self._stages.record(duration, {"stage": stage})
+            self._measure(self._stages.record, duration, {"stage": stage})
 
     def stage_spans(self, parent: Span, timings_ms: Mapping[str, float], *,
                     end_ns: int) -> None:
@@ -126,13 +169,13 @@ class Telemetry:
             end = start
 
     def dynamic_batch(self, requests: int) -> None:
-        self._batch_size.record(requests)
+        self._measure(self._batch_size.record, requests)
 
     def predictions(self, labels: Iterable[str], confidences: Iterable[float]) -> None:
         for label in labels:
-            self._predictions.add(1, {"label": label})
+            self._measure(self._predictions.add, 1, {"label": label})
         for confidence in confidences:
-            self._confidence.record(confidence)
+            self._measure(self._confidence.record, confidence)
 
     # --- batches -----------------------------------------------------------------------------
 
@@ -154,13 +197,13 @@ class Telemetry:
             yield span
 
     def batch_items(self, succeeded: int, errors: Mapping[str, int], skipped: int) -> None:
-        self._items.add(succeeded, {"outcome": "succeeded"})
+        self._measure(self._items.add, succeeded, {"outcome": "succeeded"})
         for code, count in errors.items():
-            self._items.add(count, {"outcome": "failed", "error.type": code})
-        self._items.add(skipped, {"outcome": "skipped"})
+            self._measure(self._items.add, count, {"outcome": "failed", "error.type": code})
+        self._measure(self._items.add, skipped, {"outcome": "skipped"})
 
     def batch_done(self, duration_s: float, fmt: str) -> None:
-        self._batch_duration.record(duration_s, {"emnist_edge.batch.format": fmt})
+        self._measure(self._batch_duration.record, duration_s, {"emnist_edge.batch.format": fmt})
 
     def chunk(self, duration_ms: float) -> None:
-        self._chunk_duration.record(duration_ms)
+        self._measure(self._chunk_duration.record, duration_ms)

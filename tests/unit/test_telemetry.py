@@ -160,3 +160,56 @@ def test_a_fanned_out_batch_records_a_span_and_items_per_shard(recorded, tiny_mo
     items = {p.attributes["outcome"]: p.value for p in points(reader)["emnist_edge.batch.items"]
              if "error.type" not in p.attributes}
     assert items["succeeded"] == 10
+
+
+
+class RecordingMeter:
+    """A meter provider and meter in one, standing in for the SDK: what reaches each
+    instrument, and the callbacks a collection would run."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, float]] = []
+        self.callbacks: list = []
+
+    def get_meter(self, *args, **kwargs) -> RecordingMeter:
+        return self
+
+    def _instrument(self, name: str, *args, **kwargs) -> SimpleNamespace:
+        def record(value: float, attributes=None) -> None:
+            self.recorded.append((name, value))
+        return SimpleNamespace(add=record, record=record)
+
+    create_counter = create_histogram = _instrument
+
+    def create_observable_gauge(self, name: str, callbacks, **kwargs) -> None:
+        self.callbacks.extend(callbacks)
+
+    def collect(self) -> list:
+        return [list(callback(None)) for callback in self.callbacks]
+
+
+def test_measurements_reach_the_sdk_in_bulk_and_at_every_collection():
+    """Measurements wait until ``flush_every`` of them are buffered and then go to the SDK in
+    one go; whatever waits is handed over when a reader collects (an observable instrument's
+    callback, which observes nothing), so an export never misses one."""
+    meter = RecordingMeter()
+    telemetry = Telemetry(meter, flush_every=3)
+    telemetry.chunk(1.0)
+    telemetry.chunk(2.0)
+    assert meter.recorded == []
+    telemetry.chunk(3.0)
+    assert meter.recorded == [("emnist_edge.batch.chunk.duration", v) for v in (1.0, 2.0, 3.0)]
+    telemetry.chunk(4.0)
+    assert meter.collect() == [[]]
+    assert meter.recorded[-1] == ("emnist_edge.batch.chunk.duration", 4.0)
+
+
+def test_a_collection_sees_every_measurement_taken_before_it():
+    """Through the real SDK: a reader's collection includes what was still buffered."""
+    reader = InMemoryMetricReader()
+    telemetry = Telemetry(MeterProvider(metric_readers=[reader]), flush_every=1000)
+    for duration in (1.0, 2.0, 3.0):
+        telemetry.chunk(duration)
+    [point] = points(reader)["emnist_edge.batch.chunk.duration"]
+    assert (point.count, point.sum) == (3, 6.0)
+    assert "emnist_edge.telemetry.flush" not in points(reader)
