@@ -153,8 +153,7 @@ async def _record(telemetry: Telemetry, span: Span, stages: dict[str, float],
     plain function would be sent to a thread)."""
     telemetry.stages(stages)
     telemetry.stage_spans(span, stages, end_ns=answered_ns)
-    predicted = [result for result in results if "label" in result]
-    telemetry.predictions([r["label"] for r in predicted], [r["probability"] for r in predicted])
+    telemetry.predictions((r["label"], r["probability"]) for r in results if "label" in r)
 
 
 @router.get("/health", tags=["health"])

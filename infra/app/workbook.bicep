@@ -37,11 +37,12 @@ requests
 '''
 
 // Error answers by their code (error.type: the API's error.code, or http_<status> where the
-// answer has none), as a share of all requests; the counters are not sampled.
+// answer has none), as a share of all requests (the count of the duration histogram); metrics
+// are not sampled.
 var errorRateByCode = '''
 let answered = toscalar(customMetrics
-    | where name == 'emnist_edge.http.requests'
-    | summarize sum(valueSum));
+    | where name == 'emnist_edge.http.duration'
+    | summarize sum(valueCount));
 customMetrics
 | where name == 'emnist_edge.http.errors'
 | summarize errors = sum(valueSum) by code = tostring(customDimensions['error.type']), route = tostring(customDimensions['http.route'])
@@ -77,11 +78,12 @@ customMetrics
 | order by items desc
 '''
 
+// The label mix: the confidence histogram's count by label (one value per predicted image).
 var labelMix = '''
 customMetrics
-| where name == 'emnist_edge.predictions'
-| summarize images = sum(valueSum) by label = tostring(customDimensions['label'])
-| extend percent = round(100.0 * images / toscalar(customMetrics | where name == 'emnist_edge.predictions' | summarize sum(valueSum)), 2)
+| where name == 'emnist_edge.prediction.confidence'
+| summarize images = sum(valueCount) by label = tostring(customDimensions['label'])
+| extend percent = round(100.0 * images / toscalar(customMetrics | where name == 'emnist_edge.prediction.confidence' | summarize sum(valueCount)), 2)
 | order by images desc
 '''
 

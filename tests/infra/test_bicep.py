@@ -377,7 +377,7 @@ def kql_names(query: str) -> tuple[set[str], set[str]]:
 def test_the_queries_read_the_service_and_the_instruments_the_app_records():
     from shared.telemetry import SERVICE
 
-    assert len(INSTRUMENTS) == 10, INSTRUMENTS
+    assert len(INSTRUMENTS) == 8, INSTRUMENTS
     workbook = module("workbook")
     queries = [item["kql"] for item in workbook.lookup("queries")]
     alerts = module("alerts")
@@ -410,10 +410,10 @@ def test_the_workbook_shows_latency_errors_batches_and_labels_on_application_ins
         assert f"percentile(duration, {percentile})" in latency
     assert "by route = name" in latency
     assert kql_names(queries["Error answers by code"]) == (
-        {"emnist_edge.http.errors", "emnist_edge.http.requests"}, {"error.type", "http.route"})
+        {"emnist_edge.http.errors", "emnist_edge.http.duration"}, {"error.type", "http.route"})
     assert kql_names(queries["Batch throughput (items/s by outcome)"]) == (
         {"emnist_edge.batch.items"}, {"outcome"})
-    assert kql_names(queries["Label mix"]) == ({"emnist_edge.predictions"}, {"label"})
+    assert kql_names(queries["Label mix"]) == ({"emnist_edge.prediction.confidence"}, {"label"})
     assert kql_names(queries["Confidence of the predicted label"])[0] == {
         "emnist_edge.prediction.confidence"}
 

@@ -242,9 +242,9 @@ def test_metrics_are_prometheus_text(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     families = {family.name: family for family in text_string_to_metric_families(response.text)}
-    for name in ("emnist_edge_http_requests", "emnist_edge_http_errors",
-                 "emnist_edge_stage_duration_milliseconds", "emnist_edge_predictions",
-                 "emnist_edge_prediction_confidence", "emnist_edge_dynamic_batch_size"):
+    for name in ("emnist_edge_http_duration_milliseconds", "emnist_edge_http_errors",
+                 "emnist_edge_stage_duration_milliseconds", "emnist_edge_prediction_confidence",
+                 "emnist_edge_dynamic_batch_size"):
         assert name in families, sorted(families)
     (info,) = families["target_info"].samples
     assert info.labels["service_name"] == "emnist-edge"

@@ -65,17 +65,16 @@ def test_requests_record_metrics_and_spans(recorded, tiny_model_files, models):
                            headers={"Content-Type": "image/png"}).status_code == 400
 
     found = points(reader)
-    requests = {(p.attributes["http.route"], p.attributes["http.response.status_code"]): p.value
-                for p in found["emnist_edge.http.requests"]}
+    requests = {(p.attributes["http.route"], p.attributes["http.response.status_code"]): p.count
+                for p in found["emnist_edge.http.duration"]}
     assert requests[("/api/classify", 200)] == 1 and requests[("/api/classify", 400)] == 1
     assert {p.attributes["error.type"] for p in found["emnist_edge.http.errors"]} == {
         "invalid_image"}
     assert {p.attributes["stage"] for p in found["emnist_edge.stage.duration"]} == {
         "decode", "preprocess", "inference"}
-    assert sum(p.value for p in found["emnist_edge.predictions"]) == 1
-    assert sum(p.count for p in found["emnist_edge.prediction.confidence"]) == 1
+    [confidence] = found["emnist_edge.prediction.confidence"]
+    assert confidence.count == 1 and len(confidence.attributes["label"]) == 1
     assert sum(p.count for p in found["emnist_edge.dynamic_batch.size"]) == 2
-    assert sum(p.count for p in found["emnist_edge.http.duration"]) == 2
 
     finished = spans.get_finished_spans()
     servers = [s for s in finished if s.kind is SpanKind.SERVER]
@@ -115,11 +114,11 @@ def test_a_classify_answer_is_sent_before_its_telemetry_is_recorded(recorded, ti
 
     [(metric_names, span_names)] = seen_when_sent
     assert "emnist_edge.stage.duration" not in metric_names
-    assert "emnist_edge.predictions" not in metric_names
+    assert "emnist_edge.prediction.confidence" not in metric_names
     assert "preprocess" not in span_names
     found = points(reader)
     assert sum(p.count for p in found["emnist_edge.stage.duration"]) == 3
-    assert sum(p.value for p in found["emnist_edge.predictions"]) == 1
+    assert sum(p.count for p in found["emnist_edge.prediction.confidence"]) == 1
     assert {"decode", "preprocess", "inference"} <= {s.name for s in spans.get_finished_spans()}
 
 
