@@ -18,15 +18,17 @@ from functions.storage import shard_queue as shard_queue_client
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
 from shared.process_memory import keep_freed_memory
-from shared.telemetry import model_identity
+from shared.telemetry import Telemetry, model_identity
 
 quiet_sdk_http_logging()
 keep_freed_memory()
 settings = Settings.from_env()
 # First, so that the app's spans and metrics go to Application Insights from the first request.
-telemetry = azure_telemetry.install(settings, model_identity(settings.manifest_path))
+sdk = azure_telemetry.install(settings, model_identity(settings.manifest_path))
+# The process's one set of instruments, for requests, batches and shards alike.
+telemetry = Telemetry()
 models = ModelRegistry()
-api = create_app(settings, models)
+api = create_app(settings, models, telemetry)
 bridge = http_functions.AsgiBridge(api)
 # The storage account's clients, built at the first batch (indexing needs no storage settings)
 # and shared by all that follow (one connection pool, one credential).
@@ -35,5 +37,5 @@ shards = QueueShards(partial(shard_queue_client, settings))
 
 app = func.FunctionApp()
 app.register_functions(http_functions.blueprint(bridge, settings))
-app.register_functions(blob_batch.blueprint(settings, models, storage, shards))
-app.register_functions(shard_queue.blueprint(settings, models, storage))
+app.register_functions(blob_batch.blueprint(settings, models, storage, shards, telemetry))
+app.register_functions(shard_queue.blueprint(settings, models, storage, telemetry))

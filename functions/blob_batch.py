@@ -27,16 +27,18 @@ from azure.storage.blob import BlobServiceClient
 from functions.storage import QueueShards, submit_blob
 from shared.config import Settings
 from shared.model_loader import ModelRegistry, ModelSpec
+from shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 
 def blueprint(settings: Settings, models: ModelRegistry,
-              service: Callable[[], BlobServiceClient], shards: QueueShards) -> func.Blueprint:
+              service: Callable[[], BlobServiceClient], shards: QueueShards,
+              telemetry: Telemetry) -> func.Blueprint:
     """The blob-triggered function for ``settings``' batches container, classifying with the
-    model from ``models``, writing results through ``service()`` and queueing the shards of a
+    model from ``models``, writing results through ``service()``, queueing the shards of a
     large batch through ``shards`` (clients built on first use: indexing needs no storage
-    settings)."""
+    settings) and recording through the app's ``telemetry``."""
     bp = func.Blueprint()
 
     @bp.function_name("classify_batch")
@@ -62,7 +64,7 @@ def blueprint(settings: Settings, models: ModelRegistry,
         accept.
         """
         outcome = submit_blob(client, settings, service(), shards,
-                              models.get(ModelSpec.of(settings)))
+                              models.get(ModelSpec.of(settings)), telemetry)
         log.info("batch %s: %s", client.blob_name, outcome.status)
 
     return bp

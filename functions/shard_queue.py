@@ -26,13 +26,15 @@ from shared.config import Settings
 from shared.errors import InvalidBatch
 from shared.model_loader import ModelRegistry, ModelSpec
 from shared.shards import ShardMessage, fail_shard, run_shard
+from shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
 
 def blueprint(settings: Settings, models: ModelRegistry,
-              service: Callable[[], BlobServiceClient]) -> func.Blueprint:
-    """The shard queue's function and its poison queue's, for ``settings.shard_queue``."""
+              service: Callable[[], BlobServiceClient], telemetry: Telemetry) -> func.Blueprint:
+    """The shard queue's function and its poison queue's, for ``settings.shard_queue``,
+    recording through the app's ``telemetry``."""
     bp = func.Blueprint()
 
     def decoded(message: func.QueueMessage) -> ShardMessage | None:
@@ -50,7 +52,7 @@ def blueprint(settings: Settings, models: ModelRegistry,
             return
         source, sink = shard_parts(shard, settings, service())
         status = run_shard(shard, source, sink, settings, models.get(ModelSpec.of(settings)),
-                           instance=settings.instance)
+                           instance=settings.instance, telemetry=telemetry)
         log.info("shard %d of %s: %s", shard.shard, shard.batch, status)
 
     @bp.function_name("fail_shard_poison")

@@ -33,6 +33,7 @@ from shared.batch import Outcome, SourceInfo, decode_marker, encode_document, pr
 from shared.config import Settings
 from shared.model_loader import LoadedModel
 from shared.shards import ShardMessage, submit_batch
+from shared.telemetry import Telemetry
 
 # Bytes per ranged GET while streaming a blob (the first GET too, which the SDK would otherwise
 # make 32 MiB): fewer round trips than its 4 MiB chunks, and a small, fixed amount of memory.
@@ -92,11 +93,13 @@ def process_blob(
     service: BlobServiceClient,
     model: LoadedModel,
     top_k: int | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Outcome:
     """Process one blob of the batches container into the results container (the trigger's,
-    the CLI's and the poller's one call); ``top_k`` as ``process_batch`` takes it."""
+    the CLI's and the poller's one call); ``top_k`` and ``telemetry`` as ``process_batch``
+    takes them."""
     return process_batch(BlobSource(blob), results_sink(settings, service), settings, model,
-                         top_k=top_k)
+                         top_k=top_k, telemetry=telemetry)
 
 
 def shard_queue(settings: Settings, connection_string: str | None = None) -> QueueClient:
@@ -131,11 +134,13 @@ class QueueShards:
 
 
 def submit_blob(blob: BlobClient, settings: Settings, service: BlobServiceClient,
-                queue: QueueShards, model: LoadedModel) -> Outcome:
+                queue: QueueShards, model: LoadedModel,
+                telemetry: Telemetry | None = None) -> Outcome:
     """The blob trigger's call: the batch fanned out over the shard queue when it splits into
-    shards (``shared.shards.submit_batch``), else processed in place."""
+    shards (``shared.shards.submit_batch``), else processed in place; ``telemetry`` as
+    ``process_batch`` takes it."""
     return submit_batch(BlobSource(blob), results_sink(settings, service), queue, settings,
-                        model)
+                        model, telemetry=telemetry)
 
 
 def shard_parts(message: ShardMessage, settings: Settings,

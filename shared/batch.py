@@ -157,7 +157,8 @@ def process_batch(
     so a trigger does not retry it forever; anything unexpected while reading or classifying it
     is logged with its traceback and becomes a final ``internal_error`` the same way. Only the
     storage's own failures (the source or the sink raising: the network, the disk) propagate,
-    so that the caller's trigger retries; they leave nothing committed.
+    so that the caller's trigger retries; they leave nothing committed. ``telemetry``: the
+    process's instruments; none, nothing is recorded (``Telemetry.off``).
     """
     top_k = check_top_k(top_k or settings.batch_top_k, model)
     info = source.describe()
@@ -174,7 +175,7 @@ def process_version(source: BatchSource, sink: ResultSink, info: SourceInfo,
                     telemetry: Telemetry | None = None) -> Outcome:
     """``process_batch`` for a version its caller has described, checked ``top_k`` for and
     found without results (``shared.shards.submit_batch`` has done all three already)."""
-    telemetry = telemetry or Telemetry()
+    telemetry = telemetry or Telemetry.off()
     with telemetry.batch_span(info.name, info.size) as span:
         outcome = _process(source, sink, ResultNames.of(info.name), info, settings, model,
                            top_k, telemetry)

@@ -383,7 +383,8 @@ def run_shard(message: ShardMessage, source: BatchSource, sink: ResultSink, sett
     """Classify one shard, record it, and finish the batch when it was the last one. What it
     did: ``done``, ``finished`` (it also finished the batch), ``abandoned`` (the batch
     changed, or its results exist already), ``recorded`` (a redelivery: nothing to redo).
-    Storage failures propagate, for the queue to deliver the message again."""
+    Storage failures propagate, for the queue to deliver the message again. ``telemetry`` as
+    ``shared.batch.process_batch`` takes it."""
     located = _current_plan(source, sink, message)
     if located is None:
         log.info("shard %d of %s (etag %s): the batch has changed or is done; dropped",
@@ -393,7 +394,7 @@ def run_shard(message: ShardMessage, source: BatchSource, sink: ResultSink, sett
     names = ShardNames(plan.batch, plan.tag)
     if sink.read_json(names.record(message.shard)) is None:
         shard = plan.shards[message.shard]
-        telemetry = telemetry or Telemetry()
+        telemetry = telemetry or Telemetry.off()
         with telemetry.shard_span(plan.batch, shard.index, shard.count):
             record = _classify_shard(plan, shard, info, source, sink, settings, model,
                                      instance, telemetry)

@@ -116,6 +116,14 @@ class Telemetry:
             description="Classifying and writing one chunk of a batch",
             explicit_bucket_boundaries_advisory=MS_BUCKETS)
 
+    @classmethod
+    def off(cls) -> Telemetry:
+        """Telemetry that records nothing, whatever SDK the process has: what a batch or a
+        shard gets when its caller passes none. A process's measurements go through the one
+        ``Telemetry`` its root builds (a second one on the same SDK would find the collection
+        callback taken by the first and could keep its last measurements to itself)."""
+        return cls(metrics.NoOpMeterProvider(), trace.NoOpTracerProvider())
+
     # --- buffering ---------------------------------------------------------------------------
 
     def _measure(self, record: Callable[[float, Attributes], None], value: float,

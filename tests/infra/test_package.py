@@ -281,7 +281,7 @@ functions = {fn.get_function_name(): json.loads(fn.get_function_json())["binding
 if sys.argv[2] == "index":
     exporter = sys.modules.get("azure.monitor.opentelemetry.exporter")
     print(json.dumps({"functions": functions,
-                      "telemetry": function_app.telemetry is not None,
+                      "telemetry": function_app.sdk is not None,
                       "exporter": getattr(exporter, "__file__", None)}))
     sys.exit()
 

@@ -23,10 +23,13 @@ OPEN_POSTS = {"demo": ("demo/classify", ["POST"])}
 @pytest.fixture(scope="module")
 def root(tiny_model_files) -> dict:
     """function_app.py's namespace, run as the worker imports it, with the tiny model's
-    settings: its settings, model registry, ASGI app, bridge and FunctionApp."""
+    settings (storage: Azurite's, unused): its settings, model registry, ASGI app, bridge and
+    FunctionApp."""
     patch = pytest.MonkeyPatch()
     patch.setenv("EMNIST_EDGE_MODEL_PATH", str(tiny_model_files[0]))
     patch.setenv("EMNIST_EDGE_MANIFEST_PATH", str(tiny_model_files[1]))
+    # Azurite's well-known account: its clients are built, never called.
+    patch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
     try:
         yield runpy.run_path(str(REPO_ROOT / "function_app.py"))
     finally:
@@ -74,7 +77,28 @@ def test_without_application_insights_the_root_installs_no_telemetry(root):
     """Local runs and tests have no APPLICATIONINSIGHTS_CONNECTION_STRING: nothing is exported
     (tests/unit/test_azure_telemetry.py covers the other case)."""
     assert root["settings"].appinsights_connection_string is None
-    assert root["telemetry"] is None
+    assert root["sdk"] is None
+
+
+def test_requests_batches_and_shards_record_through_the_roots_one_telemetry(
+        root, functions, monkeypatch):
+    """A second Telemetry on the same SDK would find the collection callback taken by the
+    first and could keep its last measurements to itself: every function gets the root's."""
+    import functions.blob_batch as blob_batch
+    import functions.shard_queue as shard_queue
+    from shared.shards import ShardMessage
+
+    given = []
+    monkeypatch.setattr(blob_batch, "submit_blob",
+                        lambda *args: given.append(args[-1]) or SimpleNamespace(status="done"))
+    monkeypatch.setattr(shard_queue, "shard_parts", lambda *args: (None, None))
+    monkeypatch.setattr(shard_queue, "run_shard",
+                        lambda *args, telemetry, **kwargs: given.append(telemetry) or "done")
+    functions["classify_batch"].get_user_function()(SimpleNamespace(blob_name="a.npy"))
+    message = func.QueueMessage(body=ShardMessage("a.npy", '"0x1"', 0).encode().encode())
+    functions["classify_shard"].get_user_function()(message)
+    assert root["api"].state.runtime.telemetry is root["telemetry"]
+    assert given == [root["telemetry"], root["telemetry"]]
 
 
 def test_the_app_has_one_http_function_per_access_level(functions):

@@ -4,6 +4,9 @@ and a batch, the instruments and spans the dashboards rely on exist with their a
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,7 +22,7 @@ from opentelemetry.trace import SpanKind
 
 from functions.http_api import create_app
 from shared.batch import process_batch
-from shared.config import Settings
+from shared.config import REPO_ROOT, Settings
 from shared.local_files import LocalFileSource, LocalResultSink
 from shared.model_loader import load_model
 from shared.shards import ShardMessage, run_shard, submit_batch
@@ -47,7 +50,7 @@ def points(reader: InMemoryMetricReader) -> dict[str, list]:
     """Every data point by instrument name."""
     found: dict[str, list] = {}
     data = reader.get_metrics_data()
-    for resource in data.resource_metrics:
+    for resource in data.resource_metrics if data else []:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 found.setdefault(metric.name, []).extend(metric.data.data_points)
@@ -212,3 +215,45 @@ def test_a_collection_sees_every_measurement_taken_before_it():
     [point] = points(reader)["emnist_edge.batch.chunk.duration"]
     assert (point.count, point.sum) == (3, 6.0)
     assert "emnist_edge.telemetry.flush" not in points(reader)
+
+
+
+def test_a_batch_given_no_telemetry_records_nothing_even_with_an_sdk_installed(
+        tiny_model_files, tmp_path):
+    """Only a root's own Telemetry records (a second one on the same SDK could keep its last
+    measurements to itself): in a process whose global SDK is installed, as the roots install
+    it, a batch given none records nothing, and one given the root's is recorded."""
+    path = tmp_path / "three.npy"
+    path.write_bytes(npy_bytes(ink(3)))
+    script = f"""
+import json
+from pathlib import Path
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from shared.batch import process_batch
+from shared.config import Settings
+from shared.local_files import LocalFileSource, LocalResultSink
+from shared.model_loader import load_model
+from shared.telemetry import Telemetry
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+model = load_model(Path({str(tiny_model_files[0])!r}), Path({str(tiny_model_files[1])!r}))
+seen = []
+for telemetry in (None, Telemetry()):
+    out = Path({str(tmp_path)!r}) / str(len(seen))
+    out.mkdir()
+    process_batch(LocalFileSource(Path({str(path)!r})), LocalResultSink(out), Settings.from_env(),
+                  model, telemetry=telemetry)
+    data = reader.get_metrics_data()
+    seen.append(sorted({{m.name for r in data.resource_metrics for s in r.scope_metrics
+                        for m in s.metrics}}) if data else [])
+print(json.dumps(seen))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    without, given = json.loads(done.stdout.splitlines()[-1])
+    assert without == []
+    assert "emnist_edge.batch.items" in given
