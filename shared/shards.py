@@ -425,9 +425,11 @@ def _classify_shard(plan: Plan, shard: Shard, info: SourceInfo, source: BatchSou
     except InvalidBatch as failure:  # over a limit inside this shard: the batch fails
         error = failure.to_dict()
     writer.close()
+    seconds = time.perf_counter() - clock
     telemetry.batch_items(writer.items - sum(writer.errors.values()), writer.errors, skipped)
-    return _shard_record(plan, shard, writer, upload.blocks, skipped, error, started,
-                         time.perf_counter() - clock, instance)
+    telemetry.shard_done(seconds)
+    return _shard_record(plan, shard, writer, upload.blocks, skipped, error, started, seconds,
+                         instance)
 
 
 def _shard_record(plan: Plan, shard: Shard, writer: ResultWriter, blocks: list[str],

@@ -15,8 +15,9 @@ Instruments (names follow OpenTelemetry's conventions: dotted, units in ``unit``
 - ``emnist_edge.dynamic_batch.size``: requests classified in one forward pass;
 - ``emnist_edge.prediction.confidence``: the top probability by predicted label, the drift
   signals (its count by label is the mix of what users send, its values how sure the model is);
-- ``emnist_edge.batch.items``, ``.batch.duration``, ``.batch.chunk.duration``: batch items by
-  outcome, whole batches and their chunks.
+- ``emnist_edge.batch.items``, ``.batch.duration``, ``.batch.shard.duration``,
+  ``.batch.chunk.duration``: batch items by outcome, whole batches processed in place, the
+  shards of fanned-out ones, and chunks of either.
 
 Traces: a span per HTTP request (with the stages as children) and a span per batch.
 
@@ -111,6 +112,9 @@ class Telemetry:
             "emnist_edge.batch.items", unit="{item}", description="Batch items by outcome")
         self._batch_duration = meter.create_histogram(
             "emnist_edge.batch.duration", unit="s", description="Whole batches, end to end")
+        self._shard_duration = meter.create_histogram(
+            "emnist_edge.batch.shard.duration", unit="s",
+            description="One shard of a fanned-out batch, read, classified and staged")
         self._chunk_duration = meter.create_histogram(
             "emnist_edge.batch.chunk.duration", unit="ms",
             description="Classifying and writing one chunk of a batch",
@@ -208,6 +212,9 @@ class Telemetry:
 
     def batch_done(self, duration_s: float, fmt: str) -> None:
         self._measure(self._batch_duration.record, duration_s, {"emnist_edge.batch.format": fmt})
+
+    def shard_done(self, duration_s: float) -> None:
+        self._measure(self._shard_duration.record, duration_s)
 
     def chunk(self, duration_ms: float) -> None:
         self._measure(self._chunk_duration.record, duration_ms)

@@ -377,7 +377,7 @@ def kql_names(query: str) -> tuple[set[str], set[str]]:
 def test_the_queries_read_the_service_and_the_instruments_the_app_records():
     from shared.telemetry import SERVICE
 
-    assert len(INSTRUMENTS) == 8, INSTRUMENTS
+    assert len(INSTRUMENTS) == 9, INSTRUMENTS
     workbook = module("workbook")
     queries = [item["kql"] for item in workbook.lookup("queries")]
     alerts = module("alerts")

@@ -162,6 +162,8 @@ def test_a_fanned_out_batch_records_a_span_and_items_per_shard(recorded, tiny_mo
     items = {p.attributes["outcome"]: p.value for p in points(reader)["emnist_edge.batch.items"]
              if "error.type" not in p.attributes}
     assert items["succeeded"] == 10
+    [durations] = points(reader)["emnist_edge.batch.shard.duration"]
+    assert durations.count == 3
 
 
 
