@@ -49,7 +49,8 @@ Clock = Callable[[], float]
 def drawing(size: int, mode: str = "RGB", *, ink: str = "#111", paper: str = "#fff",
             label: str = "7") -> bytes:
     """A PNG of a character drawn with a pen as wide as the page's (18 px on 280), in ``mode``:
-    the page's canvas exports RGBA (opaque), other clients send RGB or grey."""
+    the page sends its canvas as grey (``canvas.toBlob`` would make it RGBA, opaque), other
+    clients send RGB or grey."""
     image = Image.new("RGB", (size, size), paper)
     pen = ImageDraw.Draw(image)
     for stroke in STROKES[label]:
@@ -82,9 +83,9 @@ def photo(width: int, height: int, *, label: str = "A", seed: int = 0) -> bytes:
 
 def inputs() -> dict[str, bytes]:
     return {
-        "280 px PNG, RGBA (the page's canvas)": drawing(280, "RGBA"),
+        "280 px PNG, RGBA (canvas.toBlob)": drawing(280, "RGBA"),
         "280 px PNG, RGB": drawing(280),
-        "280 px PNG, grey": drawing(280, "L"),
+        "280 px PNG, grey (the page's canvas)": drawing(280, "L"),
         "450 px PNG, RGB": drawing(450),
         "450 px PNG, RGB, white on black": drawing(450, ink="#fff", paper="#000"),
         "450 px PNG, grey": drawing(450, "L"),

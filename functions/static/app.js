@@ -171,7 +171,58 @@ function showResult(result, timings, roundTripMs) {
   ]);
 }
 
+// The canvas as an 8-bit grey PNG, which canvas.toBlob cannot make: the server preprocesses it
+// in 1.27 ms against 2.09 for toBlob's RGBA PNG (README, "Preprocessing"), to the same tile: the
+// canvas is opaque and its ink grey. Browsers without CompressionStream send toBlob's PNG.
+const PNG_SIGNATURE = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (const byte of bytes) c = CRC_TABLE[(c ^ byte) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type, data) {
+  const chunk = new Uint8Array(12 + data.length); // length, type, data, CRC of type and data
+  const view = new DataView(chunk.buffer);
+  view.setUint32(0, data.length);
+  chunk.set(new TextEncoder().encode(type), 4);
+  chunk.set(data, 8);
+  view.setUint32(8 + data.length, crc32(chunk.subarray(4, 8 + data.length)));
+  return chunk;
+}
+
+async function greyPng() {
+  const { width, height } = canvas;
+  const rgba = pen.getImageData(0, 0, width, height).data;
+  const rows = new Uint8Array((width + 1) * height); // each row: filter type 0, then its pixels
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = 4 * (y * width + x); // luminance as the server computes it (ITU-R 601)
+      rows[y * (width + 1) + 1 + x] = Math.round(
+        (299 * rgba[i] + 587 * rgba[i + 1] + 114 * rgba[i + 2]) / 1000,
+      );
+    }
+  }
+  const zlib = new Blob([rows]).stream().pipeThrough(new CompressionStream("deflate"));
+  const header = new Uint8Array(13); // bit depth 8, colour type 0 (grey), no interlace
+  new DataView(header.buffer).setUint32(0, width);
+  new DataView(header.buffer).setUint32(4, height);
+  header[8] = 8;
+  const data = new Uint8Array(await new Response(zlib).arrayBuffer());
+  return new Blob(
+    [PNG_SIGNATURE, pngChunk("IHDR", header), pngChunk("IDAT", data), pngChunk("IEND", new Uint8Array())],
+    { type: "image/png" },
+  );
+}
+
 function canvasBlob() {
+  if (typeof CompressionStream === "function") return greyPng();
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
