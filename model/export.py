@@ -385,8 +385,9 @@ smaller than that are not resolved by `test`.
   86.6 % top-1 on validation (best epoch 40, tau 0.9; `test` not measured); 1.1.0 trains for
   70. The same 70-epoch recipe with training seed 1 reached 86.66 % [86.09, 87.21] on
   validation (best epoch 31, tau 1.0), below 1.1.0's 86.85 %: it was not exported, and `test`
-  was not measured for it. Not tried for lack of time: refitting on all of `train` + `extra` with the epoch count and
-  tau chosen here (the validation images would then be training data too).
+  was not measured for it. Not tried for lack of time: refitting on all of `train` + `extra`
+  with the epoch count and tau chosen here (the validation images would then be training data
+  too).
 - What bounds top-1 is mostly the ceiling above, not the network's size: the variants above,
   larger or distilled, moved top-1 by less than a point, while case-insensitive matching moves
   it by several.
