@@ -40,7 +40,13 @@ from model.architectures import NUM_CLASSES, build
 from model.augment import random_affine
 from model.data import data_dir
 from model.evaluate import weighted_mean
-from model.splits import VALIDATION_FRACTION, VALIDATION_SEED, natural_weights, stratified_split
+from model.splits import (
+    VALIDATION_FRACTION,
+    VALIDATION_SEED,
+    Split,
+    natural_weights,
+    stratified_split,
+)
 from shared.emnist import load_split, upright
 
 NORM_MEAN, NORM_STD = 0.5, 0.5
@@ -87,16 +93,28 @@ class Data:
     deployment_prior: torch.Tensor
 
 
-def pooled_training_images(directory: Path, splits: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The named splits concatenated in order: what the validation split is carved from."""
-    loaded = [load_split(directory, name) for name in splits]
-    return np.concatenate([x for x, _ in loaded]), np.concatenate([y for _, y in loaded])
+# The validation split is always carved from these, whatever trains: variants that train on
+# less (``--no-extra``) are then scored on the very images the shipped model was chosen on.
+POOLED = ["train", "extra"]
+
+
+def pooled_training_images(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``POOLED`` concatenated in order (what the validation split is carved from), and the
+    name's index in ``POOLED`` of each image's file."""
+    loaded = [load_split(directory, name) for name in POOLED]
+    source = np.concatenate([np.full(len(y), i) for i, (_, y) in enumerate(loaded)])
+    return (np.concatenate([x for x, _ in loaded]), np.concatenate([y for _, y in loaded]),
+            source)
 
 
 def load_data(directory: Path, device: torch.device, splits: list[str], val_fraction: float,
               val_seed: int) -> Data:
-    images, labels = pooled_training_images(directory, splits)
+    """The validation split of ``POOLED``, and what is left of it in ``splits`` to train on."""
+    images, labels, source = pooled_training_images(directory)
     split = stratified_split(labels, val_fraction, val_seed)
+    split = Split(train=split.train[np.isin(source[split.train],
+                                            [POOLED.index(name) for name in splits])],
+                  validation=split.validation)
     natural_labels = load_split(directory, "train")[1]
 
     def to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -282,7 +300,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-extra", action="store_true", help="train on `train` only")
+    p.add_argument("--no-extra", action="store_true",
+                   help="train on `train` only (validation is still carved from train+extra)")
     p.add_argument("--val-fraction", type=float, default=VALIDATION_FRACTION,
                    help="share of each class held out for validation")
     p.add_argument("--val-seed", type=int, default=VALIDATION_SEED)
@@ -338,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         "splits": splits,
         "images": len(data.train_x),
         "selected_on": "validation",
-        "validation": {"from": splits, "stratified_by": "class", "fraction": args.val_fraction,
+        "validation": {"from": POOLED, "stratified_by": "class", "fraction": args.val_fraction,
                        "seed": args.val_seed, "images": len(data.val_x)},
         "teachers": [str(p.name) for p in teacher_paths],
         "prior_correction_tau": best["tau"],

@@ -5,8 +5,10 @@ import json
 import struct
 
 import numpy as np
+import torch
 
 from model import train
+from model.splits import stratified_split
 from shared.model_loader import load_model
 
 
@@ -17,7 +19,7 @@ def write_split(directory, split, images, labels):
         path.write_bytes(gzip.compress(header + array.tobytes()))
 
 
-def test_recipe_trains_distils_and_exports(tmp_path):
+def fake_emnist(tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "emnist"
     data.mkdir()
@@ -30,6 +32,11 @@ def test_recipe_trains_distils_and_exports(tmp_path):
         if split == "extra":
             labels %= 32  # like the real extra split: a subset of the classes
         write_split(data, split, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), labels)
+    return data
+
+
+def test_recipe_trains_distils_and_exports(tmp_path):
+    data = fake_emnist(tmp_path)
     out = tmp_path / "model"
     code = train.main([
         "--data", str(data), "--work", str(tmp_path / "work"), "--out", str(out),
@@ -56,3 +63,17 @@ def test_recipe_trains_distils_and_exports(tmp_path):
     history = json.loads((tmp_path / "work" / "student.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert "Most-confused pairs" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_training_on_train_alone_is_chosen_on_the_same_validation_images(tmp_path):
+    """``--no-extra`` drops `extra` from what trains, not from what validates: a variant is
+    scored on the images the shipped recipe was chosen on, and none of them trains it."""
+    data = fake_emnist(tmp_path)
+    pooled = train.load_data(data, torch.device("cpu"), ["train", "extra"], 0.1, 0)
+    alone = train.load_data(data, torch.device("cpu"), ["train"], 0.1, 0)
+    assert torch.equal(alone.val_x, pooled.val_x) and torch.equal(alone.val_w, pooled.val_w)
+    assert len(pooled.train_x) == 620 + 124 - 70
+    # what train-alone trains on: every train image outside validation
+    held = stratified_split(train.pooled_training_images(data)[1], 0.1, 0).validation
+    assert len(alone.train_x) == 620 - (held < 620).sum()
+    assert set(map(bytes, alone.train_x.numpy())) <= set(map(bytes, pooled.train_x.numpy()))
