@@ -64,7 +64,9 @@ class Runtime:
         return model
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    """The app's runtime. Async, though it awaits nothing: FastAPI runs a plain function
+    dependency in a worker thread, a hop there and back on every request."""
     return request.app.state.runtime
 
 
