@@ -8,7 +8,7 @@ checked to give the same tile), next to ``preprocess`` itself, timed alternately
 - open: the header read and the pixel-count check;
 - decode: the JPEG's draft scale, the budget, the full decode and the EXIF rotation;
 - grey: 8-bit luminance (transparency composited away);
-- reduce: the box reduction to about ``WORKING_SIDE``;
+- reduce: the box reduction to about ``REDUCED_SIDE`` (``WORKING_SIDE`` for a scaled JPEG);
 - background: the estimate of the paper's level (part of ink);
 - ink: the ink map (``ink_map``: polarity, background, noise floor), background included;
 - again: a small character's second pass at a finer scale (decode, grey, reduce, ink), 0 when
@@ -126,7 +126,7 @@ def staged(data: bytes, clock: Clock) -> tuple[np.ndarray, dict[str, float]]:
         return timed("ink", lambda: pre.ink_map(image))
 
     decoded, side = decode(pre.WORKING_SIDE)
-    image = timed("reduce", lambda: pre._reduce(decoded, pre.WORKING_SIDE))
+    image = timed("reduce", lambda: pre._working(decoded, side))
     ink = ink_of(image)
     clear = timed("normalize", lambda: pre._clear_ink(ink))
     extent = pre._longer_side(*clear) if clear else 0

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from shared.errors import BlankImage, ImageTooLarge, InvalidImage
 from shared.preprocess import (
     DecodeBudget,
+    _working,
     ink_map,
     load_image,
     normalize_character,
@@ -237,6 +238,17 @@ def test_size_of_the_drawing_does_not_matter(reference: np.ndarray) -> None:
     assert distance(tile, reference) < SAME
     assert distance(tile_of(small), reference) < SAME
 
+
+
+@pytest.mark.parametrize(("decoded", "side", "working"), [
+    ((280, 280), 280, (140, 140)),  # a page's drawing: a quarter of its pixels
+    ((450, 300), 450, (150, 100)),
+    ((139, 100), 139, (139, 100)),  # small already
+    ((300, 225), 1200, (300, 225)),  # a 1200 px JPEG libjpeg scaled by 1/4: not halved again
+    ((500, 375), 4000, (167, 125)),  # scaled by 1/8 and still large: reduced to WORKING_SIDE
+])
+def test_the_scale_the_first_pass_works_at(decoded, side, working) -> None:
+    assert _working(Image.new("L", decoded), side).size == working
 
 
 @pytest.mark.parametrize("height", [120, 150, 180])
