@@ -99,8 +99,8 @@ POOLED = ["train", "extra"]
 
 
 def pooled_training_images(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``POOLED`` concatenated in order (what the validation split is carved from), and the
-    name's index in ``POOLED`` of each image's file."""
+    """``POOLED`` concatenated in order (what the validation split is carved from): images,
+    labels, and for each image the index in ``POOLED`` of the file it came from."""
     loaded = [load_split(directory, name) for name in POOLED]
     source = np.concatenate([np.full(len(y), i) for i, (_, y) in enumerate(loaded)])
     return (np.concatenate([x for x, _ in loaded]), np.concatenate([y for _, y in loaded]),
