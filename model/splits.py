@@ -60,17 +60,26 @@ def natural_weights(labels: np.ndarray, natural_labels: np.ndarray) -> np.ndarra
     return per_class[labels]
 
 
+def load_pooled(directory: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The named splits concatenated in order (what a validation split is carved from): raw
+    images, labels, and for each image the index in ``names`` of the file it came from."""
+    loaded = [load_split(directory, name) for name in names]
+    source = np.concatenate([np.full(len(y), i) for i, (_, y) in enumerate(loaded)])
+    return (np.concatenate([x for x, _ in loaded]), np.concatenate([y for _, y in loaded]),
+            source)
+
+
 def validation_set(directory: Path, recipe: dict[str, Any]) -> tuple[np.ndarray, np.ndarray,
                                                                       np.ndarray]:
     """The validation split a manifest or checkpoint records (``training["validation"]``:
     ``from``, ``fraction``, ``seed``, ``images``), rebuilt: raw images, labels and the natural
     weights that training scored it with."""
-    loaded = [load_split(directory, name) for name in recipe["from"]]
-    images = np.concatenate([x for x, _ in loaded])
-    labels = np.concatenate([y for _, y in loaded])
+    images, labels, source = load_pooled(directory, recipe["from"])
     held = stratified_split(labels, recipe["fraction"], recipe["seed"]).validation
     if len(held) != recipe["images"]:
         raise RuntimeError(f"the rebuilt validation split has {len(held)} images, the recipe "
                            f"says {recipe['images']}: different data or a different split")
-    natural = loaded[0][1] if recipe["from"][0] == "train" else load_split(directory, "train")[1]
+    names = recipe["from"]
+    natural = (labels[source == names.index("train")] if "train" in names
+               else load_split(directory, "train")[1])
     return images[held], labels[held], natural_weights(labels[held], natural)

@@ -44,10 +44,11 @@ from model.splits import (
     VALIDATION_FRACTION,
     VALIDATION_SEED,
     Split,
+    load_pooled,
     natural_weights,
     stratified_split,
 )
-from shared.emnist import load_split, upright
+from shared.emnist import upright
 
 NORM_MEAN, NORM_STD = 0.5, 0.5
 
@@ -98,24 +99,15 @@ class Data:
 POOLED = ["train", "extra"]
 
 
-def pooled_training_images(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``POOLED`` concatenated in order (what the validation split is carved from): images,
-    labels, and for each image the index in ``POOLED`` of the file it came from."""
-    loaded = [load_split(directory, name) for name in POOLED]
-    source = np.concatenate([np.full(len(y), i) for i, (_, y) in enumerate(loaded)])
-    return (np.concatenate([x for x, _ in loaded]), np.concatenate([y for _, y in loaded]),
-            source)
-
-
 def load_data(directory: Path, device: torch.device, splits: list[str], val_fraction: float,
               val_seed: int) -> Data:
     """The validation split of ``POOLED``, and what is left of it in ``splits`` to train on."""
-    images, labels, source = pooled_training_images(directory)
+    images, labels, source = load_pooled(directory, POOLED)
     split = stratified_split(labels, val_fraction, val_seed)
     split = Split(train=split.train[np.isin(source[split.train],
                                             [POOLED.index(name) for name in splits])],
                   validation=split.validation)
-    natural_labels = load_split(directory, "train")[1]
+    natural_labels = labels[source == POOLED.index("train")]  # train's natural frequencies
 
     def to_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(upright(array)).unsqueeze(1).to(device)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from model import train
-from model.splits import stratified_split
+from model.splits import load_pooled, stratified_split
 from shared.model_loader import load_model
 
 
@@ -74,6 +74,6 @@ def test_training_on_train_alone_is_chosen_on_the_same_validation_images(tmp_pat
     assert torch.equal(alone.val_x, pooled.val_x) and torch.equal(alone.val_w, pooled.val_w)
     assert len(pooled.train_x) == 620 + 124 - 70
     # what train-alone trains on: every train image outside validation
-    held = stratified_split(train.pooled_training_images(data)[1], 0.1, 0).validation
+    held = stratified_split(load_pooled(data, train.POOLED)[1], 0.1, 0).validation
     assert len(alone.train_x) == 620 - (held < 620).sum()
     assert set(map(bytes, alone.train_x.numpy())) <= set(map(bytes, pooled.train_x.numpy()))
