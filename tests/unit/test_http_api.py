@@ -85,8 +85,8 @@ def test_raw_image_gives_top_k_and_timings(client, model):
 
 
 def test_a_raw_image_is_answered_without_a_hop_to_a_worker_thread(client, monkeypatch):
-    """Each hop to a worker thread and back costs a lone request about 0.3 ms: a single raw
-    image (what realtime clients send) takes none, dependencies included."""
+    """A hop to a worker thread and back cost a lone request about 0.6 ms: a single raw image
+    (what realtime clients send) takes none, dependencies included."""
     hops = []
     real = anyio.to_thread.run_sync
 
