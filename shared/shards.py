@@ -91,6 +91,9 @@ NAME_FLAG_UTF8 = 0x800
 # What a shard message may carry: a blob's name (Azure allows 1,024 characters) and its etag.
 MAX_BLOB_NAME = 1024
 MAX_ETAG = 256
+# A zip shard's view is read through a buffer of this size: many members' headers and data
+# per raw read (which copies from the source segment's window already in memory).
+ZIP_VIEW_BUFFER_BYTES = 64 * 1024
 
 
 class ShardQueue(Protocol):
@@ -474,20 +477,23 @@ def _directory_slice(shard: Shard, info: SourceInfo, source: BatchSource) -> byt
     return source.read_range(info, start, end - start)
 
 
-def _zip_view(shard: Shard, info: SourceInfo, source: BatchSource) -> SplicedFile:
+def _zip_view(shard: Shard, info: SourceInfo, source: BatchSource) -> io.BufferedReader:
     """The shard as a zip of its own: its members' bytes, its slice of the central directory,
     and an end record whose directory offset makes zipfile find each member where it is in
-    this view (zipfile shifts every offset by where the directory turns out to be)."""
+    this view (zipfile shifts every offset by where the directory turns out to be). Buffered:
+    zipfile makes several small reads and seeks per member (local header, name, data), which
+    the buffer serves in C; through the view's own Python ``readinto`` a member took about
+    15 us more to read (32 against 17-20 us)."""
     assert shard.data is not None
     data_start, data_end = shard.data
     directory = _directory_slice(shard, info, source)
     end = EOCD.pack(EOCD_SIGNATURE, 0, 0, shard.count, shard.count, len(directory), data_end, 0)
-    return SplicedFile([
+    return io.BufferedReader(SplicedFile([
         SourceSegment(lambda at, n: source.read_range(info, at, n), data_start,
                       data_end - data_start),
         MemorySegment(directory),
         MemorySegment(end),
-    ])
+    ]), ZIP_VIEW_BUFFER_BYTES)
 
 
 # --- finishing -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from shared.batch import process_batch
 from shared.config import Settings
 from shared.local_files import LocalFileSource, LocalResultSink
 from shared.model_loader import load_model
+from shared.ranged_io import SplicedFile
 from shared.shards import (
     Plan,
     ShardMessage,
@@ -252,6 +253,25 @@ def test_progress_while_running_then_the_summary(tmp_path, settings, model):
     for message in messages[1:]:
         run_shard(message, source, sink, settings, model, instance=INSTANCE)
     assert batch_status(sink, "b.npy")["status"] == "processed"
+
+
+def test_a_zip_shard_reads_its_members_through_a_buffer(tmp_path, settings, model,
+                                                        monkeypatch):
+    """zipfile reads a member's header, name and data separately; the shard's view buffers
+    them, so the view's Python ``readinto`` runs a few times a shard, not a few times a
+    member."""
+    settings = dataclasses.replace(settings, batch_shard_items=60)
+    path = tmp_path / "b.zip"
+    path.write_bytes(seven_zip(120))
+    calls = []
+    spliced_readinto = SplicedFile.readinto
+    monkeypatch.setattr(SplicedFile, "readinto",
+                        lambda self, buffer: calls.append(len(buffer))
+                        or spliced_readinto(self, buffer))
+    batch = planned(path, tmp_path, settings, model)
+    calls.clear()  # planning reads the directory: not a shard's members
+    run_shard(batch.messages[0], batch.source, batch.sink, settings, model, instance=INSTANCE)
+    assert 0 < len(calls) < 20  # the shard holds 60 members: read one by one, 186 calls
 
 
 def test_a_zip_with_members_out_of_directory_order_is_processed_in_place(tmp_path, settings):
