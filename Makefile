@@ -46,7 +46,9 @@ test: setup lint browser
 # preprocessing's time goes, stage by stage, for drawings and photos (bench.preprocess,
 # artifacts/bench/preprocess.json), and what telemetry costs: CPU per request in process
 # (bench.telemetry_cost, artifacts/bench/telemetry.json), then p50 and throughput over HTTP,
-# servers with and without the SDK side by side (bench.http_clients). Last, what a million classifications cost on Flex
+# servers with and without the SDK side by side (bench.http_clients), and requests/s per core:
+# this server and the reference with one worker and with two, side by side (--per-core).
+# Last, what a million classifications cost on Flex
 # Consumption from those figures (bench.cost; README "What it costs"). `python -m
 # model.benchmark`, `python -m model.fidelity` and `make coldstart` still run alone.
 bench: setup
@@ -54,6 +56,7 @@ bench: setup
 	$(PY) -m bench.preprocess
 	$(PY) -m bench.telemetry_cost
 	$(PY) -m bench.http_clients --compare telemetry --clients 1 16 --rounds 6
+	$(PY) -m bench.http_clients --per-core --clients 1 16 64 --rounds 4
 	$(PY) -m bench.hostile
 	$(PY) -m bench.fanout
 	$(PY) infra/coldstart.py --application-insights

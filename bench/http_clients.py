@@ -14,6 +14,11 @@ floor. ``--compare telemetry`` sets the SDK off and on instead of batching.
 ``--against DIR`` measures instead, in the same alternating rounds, the server of another
 checkout of this repository (an older commit's ``git worktree``, say), this checkout's, and the
 reference server (``bench.reference``), each with its defaults: an A/B of a change.
+
+``--per-core`` measures, in the same alternating rounds, this checkout's server and the
+reference server each with one worker and with ``--workers``: the issue's per-core targets are
+ratios to the reference's one worker (ours with one worker at least level with it, with the
+default workers at least twice it), so both sides of each ratio come from one run.
 """
 
 from __future__ import annotations
@@ -247,11 +252,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the two servers differ in (default: %(default)s)")
     parser.add_argument("--against", type=Path, metavar="DIR",
                         help="another checkout: its server, this one's and the reference's")
+    parser.add_argument("--per-core", action="store_true",
+                        help="this server and the reference, each with one worker and with "
+                             "--workers, side by side")
     args = parser.parse_args(argv)
     keep_freed_memory()  # the in-process figure runs here: as in the server's workers
     samples = corpus()
     if args.against:
         return against(args, samples)
+    if args.per_core:
+        return per_core(args, samples)
     title, modes = COMPARISONS[args.compare]
     local = Load.of(1, in_process(samples, args.requests), 0.0)
     args.logs.mkdir(parents=True, exist_ok=True)
@@ -287,14 +297,54 @@ def against(args: argparse.Namespace, samples: list[Sample]) -> int:
                           unchecked=frozenset({"reference"}))
     print(f"{args.against} against this checkout and the reference server: drawn characters "
           f"{SLO_SIZES[0]}-{SLO_SIZES[-1]} px, {args.rounds} rounds, {args.workers} worker(s)")
-    print(f"  {'':24} {'other':>9} {'this':>9} {'reference':>10}")
-    for clients in args.clients:
-        for field in ("p50_ms", "p99_ms", "rps"):
-            label = f"{clients} clients: {field.replace('_', ' ')}"
-            print(f"  {label:24}" + "".join(
-                f" {getattr(results[name][clients], field):>{10 if name == 'reference' else 9}.2f}"
-                for name in ports))
+    print_side_by_side(results, args.clients)
     return 0
+
+
+def per_core(args: argparse.Namespace, samples: list[Sample]) -> int:
+    """``--per-core``: this server and the reference, with one worker and with ``--workers``,
+    side by side; then each requests/s as a ratio to the reference's one worker."""
+    args.logs.mkdir(parents=True, exist_ok=True)
+    counts = sorted({1, args.workers})
+    with ExitStack() as stack:
+        ports = {}
+        for workers in counts:
+            ports[f"this/{workers}"] = started(stack, server.running,
+                                               args.logs / f"server-this-{workers}.log",
+                                               workers=workers).port
+            ports[f"reference/{workers}"] = started(
+                stack, reference.running, args.logs / f"server-reference-{workers}.log",
+                workers).port
+        results = compare(ports, samples, tuple(args.clients), args.requests, args.rounds,
+                          unchecked=frozenset(name for name in ports
+                                              if name.startswith("reference")))
+    print(f"this checkout and the reference server, each with {' and '.join(map(str, counts))} "
+          f"worker(s) (name/workers): drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
+          f"{args.rounds} rounds, {os.cpu_count()} CPUs")
+    print_side_by_side(results, args.clients)
+    print("  requests/s as a ratio to reference/1 (targets: this/1 >= 1, this/"
+          f"{args.workers} >= {args.workers} at 16 clients)")
+    for clients in args.clients:
+        base = results["reference/1"][clients].rps
+        print(f"  {f'{clients} clients':24}" + "".join(
+            f" {f'{results[name][clients].rps / base:.2f}x':>{_width(name)}}"
+            for name in ports))
+    return 0
+
+
+def _width(name: str) -> int:
+    return max(9, len(name))
+
+
+def print_side_by_side(results: dict[str, dict[int, Load]], clients: list[int]) -> None:
+    """One column per server, p50, p99 and requests/s per concurrency."""
+    print(f"  {'':24}" + "".join(f" {name:>{_width(name)}}" for name in results))
+    for count in clients:
+        for field in ("p50_ms", "p99_ms", "rps"):
+            label = f"{count} clients: {field.replace('_', ' ')}"
+            print(f"  {label:24}" + "".join(
+                f" {getattr(results[name][count], field):>{_width(name)}.2f}"
+                for name in results))
 
 
 if __name__ == "__main__":

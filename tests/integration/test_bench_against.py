@@ -22,3 +22,23 @@ def test_an_ab_run_measures_both_checkouts_and_the_reference(tmp_path):
     assert all(float(value) > 0 for values in rows.values() for value in values)
     assert {path.name for path in tmp_path.iterdir()} == {
         "server-other.log", "server-this.log", "server-reference.log"}
+
+
+def test_a_per_core_run_measures_one_worker_and_two_against_the_reference(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.http_clients", "--per-core", "--clients", "1", "2",
+         "--requests", "20", "--rounds", "1", "--workers", "2", "--logs", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    columns = next(line for line in lines if "reference/1" in line and ":" not in line).split()
+    assert columns == ["this/1", "reference/1", "this/2", "reference/2"]
+    ratios = {line.split()[0]: line.split()[2:] for line in lines
+              if line.strip().endswith("x") and "clients" in line}
+    assert set(ratios) == {"1", "2"}
+    for values in ratios.values():  # the reference's one worker is its own base
+        assert len(values) == 4 and values[1] == "1.00x"
+        assert all(float(value.rstrip("x")) > 0 for value in values)
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "server-this-1.log", "server-reference-1.log", "server-this-2.log",
+        "server-reference-2.log"}
