@@ -3,21 +3,15 @@ reference server measured side by side (here the other checkout is this one)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from shared.config import REPO_ROOT
+from tests.integration.conftest import run_http_clients
 
 
 def test_an_ab_run_measures_both_checkouts_and_the_reference(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.http_clients", "--against", str(REPO_ROOT), "--clients",
-         "1", "2", "--requests", "20", "--rounds", "1", "--workers", "1", "--logs",
-         str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    lines = run_http_clients(tmp_path, "--against", str(REPO_ROOT), "--clients", "1", "2",
+                             "--workers", "1")
     rows = {line.split(":")[0].strip() + ":" + line.split(":")[1].split()[0]: line.split()[-3:]
-            for line in done.stdout.splitlines() if "clients:" in line}
+            for line in lines if "clients:" in line}
     assert set(rows) == {f"{c} clients:{f}" for c in (1, 2) for f in ("p50", "p99", "rps")}
     assert all(float(value) > 0 for values in rows.values() for value in values)
     assert {path.name for path in tmp_path.iterdir()} == {
@@ -25,12 +19,7 @@ def test_an_ab_run_measures_both_checkouts_and_the_reference(tmp_path):
 
 
 def test_a_per_core_run_measures_one_worker_and_two_against_the_reference(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.http_clients", "--per-core", "--clients", "1", "2",
-         "--requests", "20", "--rounds", "1", "--workers", "2", "--logs", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    lines = run_http_clients(tmp_path, "--per-core", "--clients", "1", "2", "--workers", "2")
     columns = next(line for line in lines if "reference/1" in line and ":" not in line).split()
     assert columns == ["this/1", "reference/1", "this/2", "reference/2"]
     ratios = {line.split()[0]: line.split()[2:] for line in lines

@@ -9,7 +9,7 @@ import sys
 import time
 
 from local import server
-from shared.config import REPO_ROOT
+from tests.integration.conftest import run_http_clients
 
 
 def test_cpu_seconds_count_a_process_and_its_children():
@@ -26,11 +26,8 @@ def test_cpu_seconds_count_a_process_and_its_children():
 
 
 def test_a_comparison_reports_each_servers_cpu_per_request(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.http_clients", "--compare", "telemetry", "--clients", "1",
-         "--requests", "30", "--rounds", "1", "--workers", "1", "--logs", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    [cpu] = [line for line in done.stdout.splitlines() if "server CPU ms/request" in line]
+    lines = run_http_clients(tmp_path, "--compare", "telemetry", "--clients", "1", "--workers",
+                             "1")
+    [cpu] = [line for line in lines if "server CPU ms/request" in line]
     off, on = (float(value) for value in cpu.split()[-3:-1])
     assert 0 < off < 1000 and 0 < on < 1000
