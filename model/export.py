@@ -389,9 +389,9 @@ smaller than that are not resolved by `test`.
   and widths 24/48/64 with hidden 40 86.74 % [86.17, 87.29] (best epoch 35, tau 0.9): all
   below 1.1.0's 86.85 %. None was exported, and `test` was not measured for any. Not re-run on
   validation: distillation (its two 1.2M-parameter teachers alone would take 10-20 hours on
-  this CPU; its `test`-chosen figure was the lowest of all). Not tried for lack of time: refitting on all of `train` + `extra`
-  with the epoch count and tau chosen here (the validation images would then be training data
-  too).
+  this CPU; its `test`-chosen figure was the lowest of all). Not tried for lack of time:
+  refitting on all of `train` + `extra` with the epoch count and tau chosen here (the
+  validation images would then be training data too).
 - What bounds top-1 is mostly the ceiling above, not the network's size: the variants above,
   larger or distilled, moved top-1 by less than a point, while case-insensitive matching moves
   it by several.
