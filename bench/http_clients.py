@@ -16,9 +16,10 @@ checkout of this repository (an older commit's ``git worktree``, say), this chec
 reference server (``bench.reference``), each with its defaults: an A/B of a change.
 
 ``--per-core`` measures, in the same alternating rounds, this checkout's server and the
-reference server each with one worker and with ``--workers``: the issue's per-core targets are
-ratios to the reference's one worker (ours with one worker at least level with it, with the
-default workers at least twice it), so both sides of each ratio come from one run.
+reference server each with one worker and with ``--workers``: the per-core targets are ratios
+to the reference's one worker (ours with one worker at least level with it, with the default
+workers at least twice it; README, "The realtime path, this round"), so both sides of each
+ratio come from one run.
 """
 
 from __future__ import annotations

@@ -482,8 +482,8 @@ def _zip_view(shard: Shard, info: SourceInfo, source: BatchSource) -> io.Buffere
     and an end record whose directory offset makes zipfile find each member where it is in
     this view (zipfile shifts every offset by where the directory turns out to be). Buffered:
     zipfile makes several small reads and seeks per member (local header, name, data), which
-    the buffer serves in C; through the view's own Python ``readinto`` a member took about
-    15 us more to read (32 against 17-20 us)."""
+    the buffer serves in C. Read through the view's own Python ``readinto``, a member took 32 us,
+    buffered 18-20, from an in-memory ``BytesIO`` 17."""
     assert shard.data is not None
     data_start, data_end = shard.data
     directory = _directory_slice(shard, info, source)
