@@ -110,11 +110,39 @@ def seven(mode: str = "RGB", size: int = 280) -> Image.Image:
 def png_claiming(width: int, height: int) -> bytes:
     """A 1x1 PNG whose header claims another size (CRC fixed up): what a decompression bomb
     looks like to a size check."""
-    data = bytearray(encode(Image.new("L", (1, 1))))
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
+    data = encode(Image.new("L", (1, 1)))
+    ihdr = struct.pack(">II", width, height) + data[24:29]
+    return data[:8] + png_chunk(b"IHDR", ihdr) + data[33:]
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk: length, type, body and CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+# How each damaged PNG is made from a whole one holding a single IDAT chunk (``png_damaged``).
+PNG_DAMAGES = ("pixels-crc", "zlib-checksum", "zlib-stream", "text-bomb-after-pixels", "no-end")
+
+
+def png_damaged(png: bytes, damage: str) -> bytes:
+    """``png`` damaged one way (``PNG_DAMAGES``): the pixel chunk's CRC zeroed; the Adler-32
+    checksum that ends its zlib stream zeroed; ten bytes of that stream zeroed; a zTXt chunk
+    inflating to 64 MiB placed after the pixels; or the file cut just before its end chunk."""
+    start = png.index(b"IDAT") - 4
+    end = start + 12 + struct.unpack_from(">I", png, start)[0]
+    closing = png.rindex(b"IEND") - 4
+    if damage == "pixels-crc":
+        return png[: end - 4] + bytes(4) + png[end:]
+    if damage == "zlib-checksum":
+        return png[: end - 8] + bytes(4) + png[end - 4 :]
+    if damage == "zlib-stream":
+        return png[: start + 28] + bytes(10) + png[start + 38 :]
+    if damage == "text-bomb-after-pixels":
+        text = png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(bytes(64 * 2**20), 9))
+        return png[:closing] + text + png[closing:]
+    if damage == "no-end":
+        return png[:closing]
+    raise ValueError(f"unknown damage {damage!r}: one of {', '.join(PNG_DAMAGES)}")
 
 
 def grey16_png(side: int) -> bytes:

@@ -15,6 +15,9 @@ checked to give the same tile), next to ``preprocess`` itself, timed alternately
   there is none;
 - normalize: bounds of the ink, blur, crop, bicubic down-sampling to 28x28.
 
+Beside ``preprocess``'s own total, the same-run baseline "Pillow": ``preprocess`` with every PNG
+decoded by Pillow, as before libspng (``shared.png_decoder``), checked to give the same tile.
+
 Times are the thread's CPU time (``time.thread_time``), so that other processes on a shared
 machine slow the figures less than they would wall-clock time; they still move with the cache
 and the clock. Writes ``artifacts/bench/preprocess.json``.
@@ -32,6 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -114,7 +118,7 @@ def staged(data: bytes, clock: Clock) -> tuple[np.ndarray, dict[str, float]]:
             if side >= 2 * least:
                 image.draft("L", (image.width * least // side, image.height * least // side))
             budget.spend(image)
-            return pre.load_image(image)
+            return pre.load_image(image, data)
 
         loaded = timed("decode", load)
         return timed("grey", lambda: pre._grey(loaded)), side
@@ -154,30 +158,42 @@ def measure(repeats: int, clock: Clock = time.thread_time) -> dict[str, dict[str
         tile = pre.preprocess(data, max_pixels=MAX_PIXELS, budget=pre.DecodeBudget(10**12, 10**12))
         stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
         totals: list[float] = []
+        pillow: list[float] = []
         for _ in range(repeats):
             replayed, spent = staged(data, clock)
             if not np.array_equal(replayed, tile):
                 raise AssertionError(f"{name}: the staged replay gives another tile")
             for stage, seconds in spent.items():
                 stages[stage].append(seconds)
-            budget = pre.DecodeBudget(10**12, 10**12)
-            started = clock()
-            pre.preprocess(data, max_pixels=MAX_PIXELS, budget=budget)
-            totals.append(clock() - started)
+            totals.append(timed_preprocess(data, clock)[1])
+            with mock.patch.object(pre, "decode_png", return_value=None):
+                by_pillow, seconds = timed_preprocess(data, clock)
+            if not np.array_equal(by_pillow, tile):
+                raise AssertionError(f"{name}: Pillow's decoder gives another tile")
+            pillow.append(seconds)
         with Image.open(io.BytesIO(data)) as image:
             size, mode = image.size, image.mode
         results[name] = {"bytes": len(data), "size": f"{size[0]}x{size[1]} {mode}",
                          **{f"{s}_ms": statistics.median(v) * 1e3 for s, v in stages.items()},
-                         "preprocess_ms": statistics.median(totals) * 1e3}
+                         "preprocess_ms": statistics.median(totals) * 1e3,
+                         "pillow_decoder_ms": statistics.median(pillow) * 1e3}
     return results
+
+
+def timed_preprocess(data: bytes, clock: Clock) -> tuple[np.ndarray, float]:
+    budget = pre.DecodeBudget(10**12, 10**12)
+    started = clock()
+    tile = pre.preprocess(data, max_pixels=MAX_PIXELS, budget=budget)
+    return tile, clock() - started
 
 
 def table(results: dict[str, dict[str, float]]) -> list[str]:
     heading = f"{'input (median ms of CPU)':38}" + "".join(f"{s:>9}" for s in STAGES)
-    lines = [heading + f"{'total':>9}"]
+    lines = [heading + f"{'total':>9}{'Pillow':>9}{'ratio':>7}"]
     for name, row in results.items():
         lines.append(f"{name:38}" + "".join(f"{row[f'{s}_ms']:9.3f}" for s in STAGES)
-                     + f"{row['preprocess_ms']:9.3f}")
+                     + f"{row['preprocess_ms']:9.3f}{row['pillow_decoder_ms']:9.3f}"
+                     + f"{row['preprocess_ms'] / row['pillow_decoder_ms']:6.2f}x")
     return lines
 
 
@@ -195,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w") as out:
         json.dump(report, out, indent=2)
     print(f"preprocessing, median of {args.repeats} runs; 'total' is preprocess() itself, "
-          "timed apart (background is part of ink)")
+          "timed apart (background is part of ink); 'Pillow': preprocess() with every PNG "
+          "decoded by Pillow, the same-run baseline; 'ratio': total / Pillow")
     print("\n".join(table(results)))
     print(f"written: {args.out}")
     return 0

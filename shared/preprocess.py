@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.config import Settings
 from shared.errors import BlankImage, ImageTooLarge, InvalidImage
+from shared.png_decoder import decode_png
 
 TILE = 28
 # EMNIST's border: the character's longer side spans 24 of the tile's 28 pixels.
@@ -140,12 +141,16 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-def load_image(image: Image.Image) -> Image.Image:
-    """Decode an opened image (the first frame of an animation), upright per EXIF.
+def load_image(image: Image.Image, data: bytes) -> Image.Image:
+    """Decode ``image``, opened from ``data`` (the first frame of an animation), upright per
+    EXIF: a common PNG by libspng (``decode_png``), anything else by Pillow.
 
     The full load happens here so that a truncated file fails as ``InvalidImage`` and not
     somewhere further down.
     """
+    fast = decode_png(image, data)
+    if fast is not None:
+        return fast
     with _decoding():
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
@@ -338,7 +343,7 @@ def _decode(
     if side >= 2 * least_side:  # a no-op for formats other than JPEG
         image.draft("L", (image.width * least_side // side, image.height * least_side // side))
     budget.spend(image)
-    return _grey(load_image(image)), side
+    return _grey(load_image(image, data)), side
 
 
 def _working(decoded: Image.Image, side: int) -> Image.Image:

@@ -16,12 +16,15 @@ import numpy as np
 from PIL import Image
 
 from bench.payloads import PNG_7 as PNG_7
+from bench.payloads import PNG_DAMAGES as PNG_DAMAGES
 from bench.payloads import encode as encode
 from bench.payloads import flat_png as flat_png
 from bench.payloads import grey16_png as grey16_png
 from bench.payloads import gzip_bomb as gzip_bomb
 from bench.payloads import npy_with_header as npy_with_header
+from bench.payloads import png_chunk as png_chunk
 from bench.payloads import png_claiming as png_claiming
+from bench.payloads import png_damaged as png_damaged
 from bench.payloads import seven as seven
 from bench.payloads import tar_bytes as tar_bytes
 from bench.payloads import zip_bomb as zip_bomb

@@ -41,6 +41,7 @@ from tests.payloads import (
     npy_with_header,
     npz_bytes,
     png_claiming,
+    png_damaged,
     tar_bytes,
     tar_of_special_members,
     zip_bomb,
@@ -139,6 +140,9 @@ ROWS: list[tuple[str, Callable[[], bytes], Refused | Items]] = [
         30_000, 30_000)}), Items(2, {1: "image_too_large"})),
     ("zip-member-costly-decode", lambda: zip_bytes({"a.png": grey16_png(6300), "b.png": PNG_7}),
      Items(2, {0: "image_too_large"})),
+    ("zip-member-damaged-png", lambda: zip_bytes({
+        "a.png": png_damaged(PNG_7, "zlib-stream"), "b.png": png_damaged(PNG_7, "no-end"),
+        "c.png": png_damaged(PNG_7, "text-bomb-after-pixels")}), Items(3, {0: "invalid_image"})),
     ("zip-member-not-an-image", lambda: zip_bytes({"a.png": b"text, not a PNG", "b.png": PNG_7}),
      Items(2, {0: "invalid_image"})),
     ("zip-animated-member", lambda: zip_bytes({"a.gif": animated("GIF")}), Items(1)),

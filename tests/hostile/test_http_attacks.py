@@ -29,6 +29,7 @@ from tests.payloads import (
     gif_claiming,
     grey16_png,
     png_claiming,
+    png_damaged,
     seven,
 )
 
@@ -132,6 +133,13 @@ ROWS: dict[str, Attack] = {
     "animated-gif-first-frame": image(animated("GIF"), label="7"),
     "animated-png-first-frame": image(animated("PNG"), label="7"),
     "exif-rotated-jpeg": image(exif_rotated_jpeg(), label="7"),
+    # damaged PNGs (libspng decodes the common ones, Pillow the rest: shared/png_decoder.py):
+    # whole pixels are read whatever is damaged around them, damaged pixels are refused
+    **{f"png-damaged-{damage}": image(png_damaged(PNG_7, damage), label="7")
+       for damage in ("pixels-crc", "zlib-checksum", "text-bomb-after-pixels", "no-end")},
+    "png-damaged-zlib-stream": image(png_damaged(PNG_7, "zlib-stream"), 400, "invalid_image"),
+    "grey-png-damaged-zlib-stream": image(png_damaged(encode(seven("L")), "zlib-stream"), 400,
+                                          "invalid_image"),
     "transparent-canvas": image(encode(Image.new("RGBA", (200, 200), (0, 0, 0, 0))), 422,
                                 "blank_image"),
     # media types

@@ -276,7 +276,8 @@ def test_load_image_returns_first_frame_upright() -> None:
     stored = canvas().transpose(Image.Transpose.ROTATE_90)
     exif = stored.getexif()
     exif[0x0112] = 6
-    image = load_image(open_image(encode(stored, "PNG", exif=exif), max_pixels=MAX_PIXELS))
+    data = encode(stored, "PNG", exif=exif)
+    image = load_image(open_image(data, max_pixels=MAX_PIXELS), data)
     assert image.size == (240, 200)
 
 

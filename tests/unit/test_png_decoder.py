@@ -1,0 +1,132 @@
+"""libspng decodes the common PNGs to Pillow's very pixels, and leaves every other file to Pillow.
+
+``shared.png_decoder.decode_png`` against Pillow's own ``load`` on the same bytes: drawings and
+random noise (which makes the encoder use every row filter) in each mode it takes, at odd sizes;
+then the PNGs it must hand back (``None``), and what ``load_image`` and ``preprocess`` make of
+damaged files either way.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import shared.png_decoder
+from shared.errors import InvalidImage
+from shared.png_decoder import decode_png
+from shared.preprocess import DecodeBudget, load_image, open_image, preprocess
+from tests.payloads import PNG_7, PNG_DAMAGES, animated, encode, png_chunk, png_damaged, seven
+
+MAX_PIXELS = 40_000_000
+
+
+def opened(data: bytes) -> Image.Image:
+    return open_image(data, max_pixels=MAX_PIXELS)
+
+
+def pillow_pixels(data: bytes) -> np.ndarray:
+    image = opened(data)
+    image.load()
+    return np.asarray(image)
+
+
+def noise(mode: str, size: tuple[int, int], seed: int = 0) -> Image.Image:
+    bands = len(mode)
+    levels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], bands), np.uint8)
+    # Half the rows smooth, so the encoder picks Sub, Up, Average and Paeth as well as None.
+    levels[::2] = np.cumsum(levels[::2] // 32, axis=1, dtype=np.uint8)
+    return Image.fromarray(levels[..., 0] if bands == 1 else levels, mode)
+
+
+def rgb16_png(width: int, height: int) -> bytes:
+    """A 16-bit RGB PNG (Pillow writes none): Pillow opens it as mode RGB, raw mode RGB;16B."""
+    rows = np.random.default_rng(1).integers(0, 65536, (height, width * 3)).astype(">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+
+
+def exif_orientation(value: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(1, 1), (3, 7), (280, 280), (451, 333)])
+def test_libspng_gives_pillows_pixels(mode: str, size: tuple[int, int]) -> None:
+    for image in (noise(mode, size), seven(mode, max(size)).resize(size)):
+        data = encode(image)
+        fast = decode_png(opened(data), data)
+        assert fast is not None
+        assert fast.size == size
+        assert np.array_equal(np.asarray(fast.convert(mode)), pillow_pixels(data))
+
+
+def test_an_rgb_png_comes_out_in_pillows_padded_layout_without_a_copy() -> None:
+    fast = decode_png(opened(PNG_7), PNG_7)
+    assert fast is not None and fast.mode == "RGBX"
+    assert np.array_equal(np.asarray(fast.convert("L")), np.asarray(seven().convert("L")))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: encode(seven("P")),
+    lambda: encode(seven("1")),
+    lambda: encode(seven("LA")),
+    lambda: encode(seven("I;16")),
+    lambda: rgb16_png(40, 30),
+    lambda: encode(seven("RGB"), transparency=(255, 255, 255)),
+    lambda: animated("PNG"),
+    lambda: encode(seven(), exif=exif_orientation(1)),
+    lambda: encode(seven(), "JPEG"),
+    lambda: png_damaged(PNG_7, "zlib-stream"),
+], ids=["palette", "bilevel", "grey-alpha", "16-bit-grey", "16-bit-rgb", "colour-key",
+        "animation", "exif", "jpeg", "corrupt-stream"])
+def test_the_rest_is_left_to_pillow(make) -> None:
+    data = make()
+    assert decode_png(opened(data), data) is None
+
+
+def test_load_image_decodes_a_common_png_with_libspng(monkeypatch) -> None:
+    calls = []
+    load = shared.png_decoder.pyspng.load
+    monkeypatch.setattr(shared.png_decoder.pyspng, "load",
+                        lambda data, fmt: calls.append(fmt) or load(data, fmt))
+    load_image(opened(PNG_7), PNG_7)
+    assert calls == ["RGBA"]
+
+
+def test_a_sixteen_bit_rgb_png_is_still_decoded_by_pillow() -> None:
+    data = rgb16_png(40, 30)
+    image = load_image(opened(data), data)
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+@pytest.mark.parametrize("damage", PNG_DAMAGES)
+def test_a_damaged_png_gives_the_seven_or_a_clear_error(damage: str) -> None:
+    """Whole pixels are classified whatever is damaged around them; damaged pixels are an
+    ``InvalidImage``, never another exception."""
+    data = png_damaged(PNG_7, damage)
+    budget = DecodeBudget(10**9, 10**9)
+    if damage == "zlib-stream":
+        with pytest.raises(InvalidImage, match="truncated or corrupt"):
+            preprocess(data, max_pixels=MAX_PIXELS, budget=budget)
+    else:
+        whole = preprocess(PNG_7, max_pixels=MAX_PIXELS, budget=budget)
+        assert np.array_equal(preprocess(data, max_pixels=MAX_PIXELS, budget=budget), whole)
+
+
+def test_the_text_after_the_pixels_is_never_inflated() -> None:
+    """Pillow inflates a zTXt chunk after the pixels (and refuses one over its limit); libspng
+    stops at the pixels, so a 64 MiB text bomb costs nothing."""
+    data = png_damaged(PNG_7, "text-bomb-after-pixels")
+    with pytest.raises(ValueError, match="too large"):
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    assert decode_png(opened(data), data) is not None
