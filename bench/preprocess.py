@@ -17,6 +17,9 @@ checked to give the same tile), next to ``preprocess`` itself, timed alternately
 
 Beside ``preprocess``'s own total, the same-run baseline "Pillow": ``preprocess`` with every PNG
 decoded by Pillow, as before libspng (``shared.png_decoder``), checked to give the same tile.
+Then the same two on the HTTP benchmark's own uploads (``loadtests.corpus``: every character at
+300-450 px as PNG, JPEG and WebP), alternately, the median by format. The process keeps its
+freed memory as the server's do (``shared.process_memory``).
 
 Times are the thread's CPU time (``time.thread_time``), so that other processes on a shared
 machine slow the figures less than they would wall-clock time; they still move with the cache
@@ -26,6 +29,7 @@ and the clock. Writes ``artifacts/bench/preprocess.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -41,8 +45,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import shared.preprocess as pre
-from loadtests.corpus import PEN_FRACTION, STROKES
+from loadtests.corpus import PEN_FRACTION, SLO_SIZES, STROKES, build
 from shared.config import REPO_ROOT
+from shared.process_memory import keep_freed_memory
 
 OUT = REPO_ROOT / "artifacts" / "bench" / "preprocess.json"
 STAGES = ("open", "decode", "grey", "reduce", "background", "ink", "again", "normalize")
@@ -166,7 +171,7 @@ def measure(repeats: int, clock: Clock = time.thread_time) -> dict[str, dict[str
             for stage, seconds in spent.items():
                 stages[stage].append(seconds)
             totals.append(timed_preprocess(data, clock)[1])
-            with mock.patch.object(pre, "decode_png", return_value=None):
+            with pillow_decodes_every_png():
                 by_pillow, seconds = timed_preprocess(data, clock)
             if not np.array_equal(by_pillow, tile):
                 raise AssertionError(f"{name}: Pillow's decoder gives another tile")
@@ -180,11 +185,31 @@ def measure(repeats: int, clock: Clock = time.thread_time) -> dict[str, dict[str
     return results
 
 
+def pillow_decodes_every_png() -> contextlib.AbstractContextManager[object]:
+    """The baseline: ``preprocess`` as before libspng, every PNG decoded by Pillow."""
+    return mock.patch.object(pre, "decode_png", return_value=None)
+
+
 def timed_preprocess(data: bytes, clock: Clock) -> tuple[np.ndarray, float]:
     budget = pre.DecodeBudget(10**12, 10**12)
     started = clock()
     tile = pre.preprocess(data, max_pixels=MAX_PIXELS, budget=budget)
     return tile, clock() - started
+
+
+def measure_corpus(rounds: int, clock: Clock = time.thread_time) -> dict[str, dict[str, float]]:
+    """Median milliseconds of ``preprocess`` over the HTTP benchmark's uploads, by format:
+    as it is, and with Pillow decoding every PNG, alternately (which goes first alternates too)."""
+    times: dict[str, tuple[list[float], list[float]]] = {}
+    for round_ in range(rounds):
+        for sample in build(SLO_SIZES):
+            now, pillow = times.setdefault(sample.fmt, ([], []))
+            for by_pillow in (round_ % 2 == 0, round_ % 2 == 1):
+                with pillow_decodes_every_png() if by_pillow else contextlib.nullcontext():
+                    (pillow if by_pillow else now).append(timed_preprocess(sample.data, clock)[1])
+    return {fmt: {"uploads": len(now) // rounds, "preprocess_ms": statistics.median(now) * 1e3,
+                  "pillow_decoder_ms": statistics.median(pillow) * 1e3}
+            for fmt, (now, pillow) in times.items()}
 
 
 def table(results: dict[str, dict[str, float]]) -> list[str]:
@@ -201,12 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.preprocess", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=300, help="runs of each input")
+    parser.add_argument("--corpus-rounds", type=int, default=6,
+                        help="rounds over the HTTP benchmark's uploads")
     parser.add_argument("--out", default=str(OUT), help="where to write the JSON")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     results = measure(args.repeats)
+    corpus = measure_corpus(args.corpus_rounds)
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()},
-              "repeats": args.repeats, "clock": "time.thread_time", "inputs": results}
+              "repeats": args.repeats, "clock": "time.thread_time", "inputs": results,
+              "corpus_rounds": args.corpus_rounds, "corpus": corpus}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as out:
         json.dump(report, out, indent=2)
@@ -214,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
           "timed apart (background is part of ink); 'Pillow': preprocess() with every PNG "
           "decoded by Pillow, the same-run baseline; 'ratio': total / Pillow")
     print("\n".join(table(results)))
+    print(f"the HTTP benchmark's uploads (300-450 px), median of {args.corpus_rounds} rounds:")
+    for fmt, row in corpus.items():
+        print(f"  {row['uploads']} {fmt}: {row['preprocess_ms']:.2f} ms, Pillow "
+              f"{row['pillow_decoder_ms']:.2f} ms "
+              f"({row['preprocess_ms'] / row['pillow_decoder_ms']:.2f}x)")
     print(f"written: {args.out}")
     return 0
 

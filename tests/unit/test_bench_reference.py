@@ -8,6 +8,7 @@ import numpy as np
 from bench import preprocess as breakdown
 from bench import reference, report
 from loadtests.corpus import STROKES, draw_character
+from shared import png_decoder
 from shared.preprocess import DecodeBudget, preprocess
 
 
@@ -52,3 +53,23 @@ def test_breakdown_replays_preprocess() -> None:
     assert np.array_equal(tile, preprocess(data, max_pixels=10**8, budget=budget))
     assert set(spent) == set(breakdown.STAGES) and spent["again"] == 0.0
     assert all(seconds >= 0 for seconds in spent.values())
+
+
+def test_the_baseline_decodes_pngs_with_pillow_alone(monkeypatch) -> None:
+    """The same-run baseline of libspng is real: under it, ``preprocess`` never calls libspng."""
+    calls = []
+    load = png_decoder.pyspng.load
+    monkeypatch.setattr(png_decoder.pyspng, "load",
+                        lambda data, fmt: calls.append(fmt) or load(data, fmt))
+    data = breakdown.drawing(120)
+    with breakdown.pillow_decodes_every_png():
+        breakdown.timed_preprocess(data, breakdown.time.thread_time)
+    assert calls == []
+    breakdown.timed_preprocess(data, breakdown.time.thread_time)
+    assert calls == ["RGBA"]
+
+
+def test_the_corpus_is_timed_by_format() -> None:
+    corpus = breakdown.measure_corpus(1)
+    assert set(corpus) == {"PNG", "JPEG", "WEBP"}
+    assert all(row["uploads"] == 40 and row["pillow_decoder_ms"] > 0 for row in corpus.values())
