@@ -12,7 +12,10 @@
 The speed of this shared machine drifts by tens of percent over minutes, so the measurements
 alternate: ``--rounds`` rounds of in place and each worker count, in turn (in place first in
 even rounds, last in odd ones), each round opened by the model alone on 10,000 tiles in this
-process (a drift gauge: ``model_only_s``); the ratios are of the medians. Writes
+process (a drift gauge: ``model_only_s``); the ratios are of the medians. Each run also
+records the CPU seconds spent meanwhile by this process (in place: all of the work; fanned out:
+planning and waiting), by the worker processes and by Azurite, and the cores they kept busy on
+average (their sum over the wall time): what bounds a speed-up on a machine of two cores. Writes
 ``artifacts/bench/fanout.json``.
 """
 
@@ -34,6 +37,7 @@ import numpy as np
 from bench.batch import draw_prototypes, write_idx, write_png_zip
 from functions.storage import QueueShards, blob_service, process_blob, shard_queue, submit_blob
 from local.azurite import start_azurite
+from local.server import cpu_s
 from local.shard_workers import start_workers, stop_workers
 from shared.classifier import top_k_arrays
 from shared.config import REPO_ROOT, Settings
@@ -66,8 +70,25 @@ def _wait_for(blob, timeout_s: float) -> float:
     return time.perf_counter()
 
 
+@dataclasses.dataclass(frozen=True)
+class CpuMeter:
+    """CPU seconds so far of this process (its threads, not its children), of Azurite, and of
+    the given worker processes."""
+
+    azurite_pid: int
+
+    def read(self, workers: list[int]) -> dict[str, float]:
+        return {"here": time.process_time(), "azurite": cpu_s(self.azurite_pid),
+                "workers": sum(cpu_s(pid) for pid in workers)}
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float], seconds: float) -> dict:
+        cpu = {role: round(after[role] - before[role], 2) for role in before}
+        return {"cpu_s": cpu, "cores_busy": round(sum(cpu.values()) / seconds, 2)}
+
+
 def measure(path: Path, settings: Settings, connection: str, worker_counts: list[int],
-            model, rounds: int) -> dict:
+            model, rounds: int, meter: CpuMeter) -> dict:
     """In place and fanned out with each worker count, in turn, ``rounds`` times (each run on
     a batch uploaded under a name of its own); per configuration every round and the median,
     ratios of the medians."""
@@ -87,11 +108,11 @@ def measure(path: Path, settings: Settings, connection: str, worker_counts: list
         for workers in order if round_ % 2 == 0 else reversed(order):
             if workers is None:
                 runs.setdefault("in_place", []).append(
-                    _in_place(path, settings, service, model, round_))
+                    _in_place(path, settings, service, model, round_, meter))
             else:
                 runs.setdefault(f"fanout_{workers}", []).append(
                     _fanned_out(path, settings, connection, service, shards, model, workers,
-                                round_))
+                                round_, meter))
     figures: dict = {"items": runs["in_place"][0]["items"], "bytes": path.stat().st_size,
                      "model_only_s": gauge}
     for key, entries in runs.items():
@@ -108,19 +129,30 @@ def measure(path: Path, settings: Settings, connection: str, worker_counts: list
     return figures
 
 
-def _in_place(path: Path, settings: Settings, service, model, round_: int) -> dict:
+def _in_place(path: Path, settings: Settings, service, model, round_: int,
+              meter: CpuMeter) -> dict:
     blob = service.get_blob_client(settings.batch_container, f"inplace{round_}-{path.name}")
     _upload(blob, path)
+    cpu = meter.read([])
     started = time.perf_counter()
     outcome = process_blob(blob, settings, service, model)
     seconds = time.perf_counter() - started
     items = outcome.document["items"]
-    print(f"{path.name}: in place {items / seconds:,.0f} items/s ({seconds:.1f} s)", flush=True)
-    return {"items": items, "seconds": round(seconds, 2), "items_per_s": round(items / seconds, 1)}
+    entry = {"items": items, "seconds": round(seconds, 2),
+             "items_per_s": round(items / seconds, 1), **meter.spent(cpu, meter.read([]), seconds)}
+    print(f"{path.name}: in place {items / seconds:,.0f} items/s ({seconds:.1f} s; "
+          f"{_cores(entry)})", flush=True)
+    return entry
+
+
+def _cores(entry: dict) -> str:
+    cpu = entry["cpu_s"]
+    return (f"{entry['cores_busy']:.2f} cores busy: CPU s here {cpu['here']:.1f}, workers "
+            f"{cpu['workers']:.1f}, Azurite {cpu['azurite']:.1f}")
 
 
 def _fanned_out(path: Path, settings: Settings, connection: str, service,
-                shards: QueueShards, model, workers: int, round_: int) -> dict:
+                shards: QueueShards, model, workers: int, round_: int, meter: CpuMeter) -> dict:
     results = service.get_container_client(settings.results_container)
     processes = start_workers(dataclasses.replace(settings, batch_workers=workers), connection)
     try:
@@ -128,9 +160,12 @@ def _fanned_out(path: Path, settings: Settings, connection: str, service,
         name = f"fanout{workers}-{round_}-{path.name}"
         blob = service.get_blob_client(settings.batch_container, name)
         _upload(blob, path)
+        pids = [process.pid for process in processes]
+        cpu = meter.read(pids)
         started = time.perf_counter()
         submit_blob(blob, settings, service, shards, model)
         done = _wait_for(results.get_blob_client(f"{name}.summary.json"), 3600)
+        cpu = meter.spent(cpu, meter.read(pids), done - started)
         summary = json.loads(results.get_blob_client(f"{name}.summary.json")
                              .download_blob().readall())
         peaks = [_peak_mb(process.pid) for process in processes]
@@ -139,10 +174,11 @@ def _fanned_out(path: Path, settings: Settings, connection: str, service,
     seconds = done - started
     entry = {"seconds": round(seconds, 2), "items_per_s": round(summary["items"] / seconds, 1),
              "shards": summary.get("shards", 1), "instances": summary.get("instances", 1),
-             "worker_peak_mb": [round(p, 1) for p in peaks]}
+             "worker_peak_mb": [round(p, 1) for p in peaks], **cpu}
     print(f"{path.name}: fanned out over {workers} worker(s) {entry['items_per_s']:,.0f} "
           f"items/s ({seconds:.1f} s, {entry['shards']} shards, {entry['instances']} workers "
-          f"used); worker peak {', '.join(f'{p:.0f}' for p in peaks)} MB", flush=True)
+          f"used; {_cores(entry)}); worker peak {', '.join(f'{p:.0f}' for p in peaks)} MB",
+          flush=True)
     return entry
 
 
@@ -186,13 +222,14 @@ def main(argv: list[str] | None = None) -> int:
             prototypes = draw_prototypes(rng)
             png = Path(work) / "cells.zip"
             write_png_zip(png, args.png_items, prototypes, rng)
+            meter = CpuMeter(azurite.process.pid)
             report["png_zip"] = measure(png, settings, azurite.connection_string,
-                                        args.workers, model, args.rounds)
+                                        args.workers, model, args.rounds, meter)
             png.unlink()
             idx = Path(work) / "million.idx"
             write_idx(idx, args.idx_items, prototypes, rng)
             report["idx"] = measure(idx, settings, azurite.connection_string, args.workers,
-                                    model, args.rounds)
+                                    model, args.rounds, meter)
     finally:
         azurite.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)

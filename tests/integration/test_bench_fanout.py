@@ -32,5 +32,12 @@ def test_the_fanout_benchmark_alternates_rounds_and_reports_medians(tmp_path):
             assert len(figures[key]["rounds"]) == 2
             assert figures[key]["items_per_s"] > 0
         assert figures["fanout_1"]["rounds"][0]["shards"] == 3
+        # Who spent the CPU: in place, this process alone; fanned out, mostly the worker.
+        in_place, fanned_out = figures["in_place"]["rounds"][0], figures["fanout_1"]["rounds"][0]
+        assert in_place["cpu_s"]["workers"] == 0 and in_place["cpu_s"]["here"] > 0
+        assert fanned_out["cpu_s"]["workers"] > 0 and fanned_out["cpu_s"]["azurite"] >= 0
+        for run in (in_place, fanned_out):
+            assert run["cores_busy"] == pytest.approx(
+                sum(run["cpu_s"].values()) / run["seconds"], abs=0.05)
         assert figures["fanout_1"]["ratio_to_in_place"] == pytest.approx(
             figures["fanout_1"]["items_per_s"] / figures["in_place"]["items_per_s"], abs=0.01)
