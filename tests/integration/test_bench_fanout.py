@@ -36,8 +36,8 @@ def test_the_fanout_benchmark_alternates_rounds_and_reports_medians(tmp_path):
         in_place, fanned_out = figures["in_place"]["rounds"][0], figures["fanout_1"]["rounds"][0]
         assert in_place["cpu_s"]["workers"] == 0 and in_place["cpu_s"]["here"] > 0
         assert fanned_out["cpu_s"]["workers"] > 0 and fanned_out["cpu_s"]["azurite"] >= 0
-        for run in (in_place, fanned_out):
+        for run in (in_place, fanned_out):  # from figures rounded to 0.01 s, on tiny runs
             assert run["cores_busy"] == pytest.approx(
-                sum(run["cpu_s"].values()) / run["seconds"], abs=0.05)
+                sum(run["cpu_s"].values()) / run["seconds"], abs=0.01 + 0.03 / run["seconds"])
         assert figures["fanout_1"]["ratio_to_in_place"] == pytest.approx(
             figures["fanout_1"]["items_per_s"] / figures["in_place"]["items_per_s"], abs=0.01)
