@@ -200,9 +200,10 @@ def timed_preprocess(data: bytes, clock: Clock) -> tuple[np.ndarray, float]:
 def measure_corpus(rounds: int, clock: Clock = time.thread_time) -> dict[str, dict[str, float]]:
     """Median milliseconds of ``preprocess`` over the HTTP benchmark's uploads, by format:
     as it is, and with Pillow decoding every PNG, alternately (which goes first alternates too)."""
+    samples = build(SLO_SIZES)
     times: dict[str, tuple[list[float], list[float]]] = {}
     for round_ in range(rounds):
-        for sample in build(SLO_SIZES):
+        for sample in samples:
             now, pillow = times.setdefault(sample.fmt, ([], []))
             for by_pillow in (round_ % 2 == 0, round_ % 2 == 1):
                 with pillow_decodes_every_png() if by_pillow else contextlib.nullcontext():

@@ -15,6 +15,19 @@ from loadtests.corpus import draw_character as draw_character
 from shared.config import MODEL_DIR, Settings
 
 
+@pytest.fixture
+def spng_calls(monkeypatch) -> list[str]:
+    """The output format of every call to libspng (``shared.png_decoder``) while the test runs;
+    the calls still decode."""
+    from shared import png_decoder
+
+    calls: list[str] = []
+    load = png_decoder.pyspng.load
+    monkeypatch.setattr(png_decoder.pyspng, "load",
+                        lambda data, fmt: calls.append(fmt) or load(data, fmt))
+    return calls
+
+
 @pytest.fixture(scope="session")
 def emnist_dir() -> Path:
     raw = os.environ.get("EMNIST_DIR")

@@ -8,7 +8,6 @@ import numpy as np
 from bench import preprocess as breakdown
 from bench import reference, report
 from loadtests.corpus import STROKES, draw_character
-from shared import png_decoder
 from shared.preprocess import DecodeBudget, preprocess
 
 
@@ -55,18 +54,14 @@ def test_breakdown_replays_preprocess() -> None:
     assert all(seconds >= 0 for seconds in spent.values())
 
 
-def test_the_baseline_decodes_pngs_with_pillow_alone(monkeypatch) -> None:
+def test_the_baseline_decodes_pngs_with_pillow_alone(spng_calls) -> None:
     """The same-run baseline of libspng is real: under it, ``preprocess`` never calls libspng."""
-    calls = []
-    load = png_decoder.pyspng.load
-    monkeypatch.setattr(png_decoder.pyspng, "load",
-                        lambda data, fmt: calls.append(fmt) or load(data, fmt))
     data = breakdown.drawing(120)
     with breakdown.pillow_decodes_every_png():
         breakdown.timed_preprocess(data, breakdown.time.thread_time)
-    assert calls == []
+    assert spng_calls == []
     breakdown.timed_preprocess(data, breakdown.time.thread_time)
-    assert calls == ["RGBA"]
+    assert spng_calls == ["RGBA"]
 
 
 def test_the_corpus_is_timed_by_format() -> None:
