@@ -9,6 +9,7 @@ corpus (``loadtests.corpus``). Nothing is read from disk.
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import tarfile
 import zipfile
@@ -121,16 +122,38 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 # How each damaged PNG is made from a whole one holding a single IDAT chunk (``png_damaged``).
-PNG_DAMAGES = ("pixels-crc", "zlib-checksum", "zlib-stream", "text-bomb-after-pixels", "no-end")
+PNG_DAMAGES = ("pixels-crc", "zlib-checksum", "zlib-stream", "text-bomb-after-pixels", "no-end",
+               "rows-missing", "rows-then-bomb", "pixels-in-tiny-chunks")
+
+
+def png_split_pixels(png: bytes, parts: int) -> bytes:
+    """``png`` (one IDAT chunk) with its pixel data split into ``parts`` chunks, as even as they
+    come (empty ones where there are fewer bytes than parts: the format allows them)."""
+    start = png.index(b"IDAT") - 4
+    end = start + 12 + struct.unpack_from(">I", png, start)[0]
+    data = png[start + 8 : end - 4]
+    bounds = [len(data) * part // parts for part in range(parts + 1)]
+    return png[:start] + b"".join(png_chunk(b"IDAT", data[a:b])
+                                  for a, b in itertools.pairwise(bounds)) + png[end:]
 
 
 def png_damaged(png: bytes, damage: str) -> bytes:
     """``png`` damaged one way (``PNG_DAMAGES``): the pixel chunk's CRC zeroed; the Adler-32
     checksum that ends its zlib stream zeroed; ten bytes of that stream zeroed; a zTXt chunk
-    inflating to 64 MiB placed after the pixels; or the file cut just before its end chunk."""
+    inflating to 64 MiB placed after the pixels; the file cut just before its end chunk; the
+    pixel data without its last row, or with 64 MiB of zeros after its rows (a bomb in the pixel
+    stream itself); or the pixel data split into 2,000 chunks (a byte or none each)."""
     start = png.index(b"IDAT") - 4
     end = start + 12 + struct.unpack_from(">I", png, start)[0]
     closing = png.rindex(b"IEND") - 4
+    if damage == "rows-missing" or damage == "rows-then-bomb":
+        scanlines = zlib.decompress(png[start + 8 : end - 4])
+        compressed = (zlib.compress(scanlines[: len(scanlines) * 99 // 100])
+                      if damage == "rows-missing" else
+                      zlib.compress(scanlines + bytes(64 * 2**20), 9))
+        return png[:start] + png_chunk(b"IDAT", compressed) + png[end:]
+    if damage == "pixels-in-tiny-chunks":
+        return png_split_pixels(png, 2000)
     if damage == "pixels-crc":
         return png[: end - 4] + bytes(4) + png[end:]
     if damage == "zlib-checksum":

@@ -3,7 +3,7 @@
 For each kind of upload (a drawing as the page sends it and in other modes, at 280 and 450 px;
 phone-like JPEG photos of a character on unevenly lit paper), the median CPU time of each stage
 of ``shared.preprocess.preprocess``, replayed step by step with the module's own functions (and
-checked to give the same tile), next to ``preprocess`` itself, timed alternately with the stages:
+checked to give the same tile), next to ``preprocess`` itself, timed in turn with the stages:
 
 - open: the header read and the pixel-count check;
 - decode: the JPEG's draft scale, the budget, the full decode and the EXIF rotation;
@@ -15,11 +15,12 @@ checked to give the same tile), next to ``preprocess`` itself, timed alternately
   there is none;
 - normalize: bounds of the ink, blur, crop, bicubic down-sampling to 28x28.
 
-Beside ``preprocess``'s own total, the same-run baseline "Pillow": ``preprocess`` with every PNG
-decoded by Pillow, as before libspng (``shared.png_decoder``), checked to give the same tile.
-Then the same two on the HTTP benchmark's own uploads (``loadtests.corpus``: every character at
-300-450 px as PNG, JPEG and WebP), alternately, the median by format. The process keeps its
-freed memory as the server's do (``shared.process_memory``).
+Beside ``preprocess``'s own total, two same-run baselines, each checked to give the same tile:
+"libspng": every PNG's pixel data inflated by libspng itself (with zlib), as before libdeflate;
+"Pillow": every PNG decoded by Pillow, as before libspng (both: ``shared.png_decoder``). Then
+the same three on the HTTP benchmark's own uploads (``loadtests.corpus``: every character at
+300-450 px as PNG, JPEG and WebP), in turns, the median by format. The process keeps its freed
+memory as the server's do (``shared.process_memory``).
 
 Times are the thread's CPU time (``time.thread_time``), so that other processes on a shared
 machine slow the figures less than they would wall-clock time; they still move with the cache
@@ -46,6 +47,7 @@ from PIL import Image, ImageDraw
 
 import shared.preprocess as pre
 from loadtests.corpus import PEN_FRACTION, SLO_SIZES, STROKES, build
+from shared import png_decoder
 from shared.config import REPO_ROOT
 from shared.process_memory import keep_freed_memory
 
@@ -162,32 +164,45 @@ def measure(repeats: int, clock: Clock = time.thread_time) -> dict[str, dict[str
     for name, data in inputs().items():
         tile = pre.preprocess(data, max_pixels=MAX_PIXELS, budget=pre.DecodeBudget(10**12, 10**12))
         stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
-        totals: list[float] = []
-        pillow: list[float] = []
-        for _ in range(repeats):
+        totals: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        for repeat in range(repeats):
             replayed, spent = staged(data, clock)
             if not np.array_equal(replayed, tile):
                 raise AssertionError(f"{name}: the staged replay gives another tile")
             for stage, seconds in spent.items():
                 stages[stage].append(seconds)
-            totals.append(timed_preprocess(data, clock)[1])
-            with pillow_decodes_every_png():
-                by_pillow, seconds = timed_preprocess(data, clock)
-            if not np.array_equal(by_pillow, tile):
-                raise AssertionError(f"{name}: Pillow's decoder gives another tile")
-            pillow.append(seconds)
+            for variant, decoding in in_turn(repeat):
+                with decoding():
+                    by_variant, seconds = timed_preprocess(data, clock)
+                if not np.array_equal(by_variant, tile):
+                    raise AssertionError(f"{name}: decoding as {variant!r} gives another tile")
+                totals[variant].append(seconds)
         with Image.open(io.BytesIO(data)) as image:
             size, mode = image.size, image.mode
         results[name] = {"bytes": len(data), "size": f"{size[0]}x{size[1]} {mode}",
                          **{f"{s}_ms": statistics.median(v) * 1e3 for s, v in stages.items()},
-                         "preprocess_ms": statistics.median(totals) * 1e3,
-                         "pillow_decoder_ms": statistics.median(pillow) * 1e3}
+                         **{f"{variant}_ms": statistics.median(v) * 1e3
+                            for variant, v in totals.items()}}
     return results
 
 
+def libspng_inflates_every_png() -> contextlib.AbstractContextManager[object]:
+    """A baseline: ``preprocess`` as before libdeflate, libspng inflating each PNG's pixels."""
+    return mock.patch.object(png_decoder, "_with_stored_pixels", return_value=None)
+
+
 def pillow_decodes_every_png() -> contextlib.AbstractContextManager[object]:
-    """The baseline: ``preprocess`` as before libspng, every PNG decoded by Pillow."""
+    """A baseline: ``preprocess`` as before libspng, every PNG decoded by Pillow."""
     return mock.patch.object(pre, "decode_png", return_value=None)
+
+
+Decoding = Callable[[], contextlib.AbstractContextManager[object]]
+# ``preprocess`` as it is, and the two baselines: the key of each one's median in the results.
+VARIANTS: dict[str, Decoding] = {
+    "preprocess": contextlib.nullcontext,
+    "libspng_zlib": libspng_inflates_every_png,
+    "pillow_decoder": pillow_decodes_every_png,
+}
 
 
 def timed_preprocess(data: bytes, clock: Clock) -> tuple[np.ndarray, float]:
@@ -198,29 +213,42 @@ def timed_preprocess(data: bytes, clock: Clock) -> tuple[np.ndarray, float]:
 
 
 def measure_corpus(rounds: int, clock: Clock = time.thread_time) -> dict[str, dict[str, float]]:
-    """Median milliseconds of ``preprocess`` over the HTTP benchmark's uploads, by format:
-    as it is, and with Pillow decoding every PNG, alternately (which goes first alternates too)."""
+    """Median milliseconds of ``preprocess`` over the HTTP benchmark's uploads, by format: as
+    it is and as each baseline (``VARIANTS``), in turns (which goes first turns too)."""
     samples = build(SLO_SIZES)
-    times: dict[str, tuple[list[float], list[float]]] = {}
+    times: dict[str, dict[str, list[float]]] = {}
     for round_ in range(rounds):
         for sample in samples:
-            now, pillow = times.setdefault(sample.fmt, ([], []))
-            for by_pillow in (round_ % 2 == 0, round_ % 2 == 1):
-                with pillow_decodes_every_png() if by_pillow else contextlib.nullcontext():
-                    (pillow if by_pillow else now).append(timed_preprocess(sample.data, clock)[1])
-    return {fmt: {"uploads": len(now) // rounds, "preprocess_ms": statistics.median(now) * 1e3,
-                  "pillow_decoder_ms": statistics.median(pillow) * 1e3}
-            for fmt, (now, pillow) in times.items()}
+            by_variant = times.setdefault(sample.fmt, {variant: [] for variant in VARIANTS})
+            for variant, decoding in in_turn(round_):
+                with decoding():
+                    by_variant[variant].append(timed_preprocess(sample.data, clock)[1])
+    return {fmt: {"uploads": len(by_variant["preprocess"]) // rounds,
+                  **{f"{variant}_ms": statistics.median(v) * 1e3
+                     for variant, v in by_variant.items()}}
+            for fmt, by_variant in times.items()}
+
+
+def in_turn(round_: int) -> list[tuple[str, Decoding]]:
+    """``VARIANTS`` in the order of ``round_``: each goes first in turn, so that none always
+    runs with the cache the one before it left."""
+    variants = list(VARIANTS.items())
+    shift = round_ % len(variants)
+    return variants[shift:] + variants[:shift]
 
 
 def table(results: dict[str, dict[str, float]]) -> list[str]:
     heading = f"{'input (median ms of CPU)':38}" + "".join(f"{s:>9}" for s in STAGES)
-    lines = [heading + f"{'total':>9}{'Pillow':>9}{'ratio':>7}"]
+    lines = [heading + f"{'total':>9}{'libspng':>9}{'Pillow':>9}{'ratios':>14}"]
     for name, row in results.items():
         lines.append(f"{name:38}" + "".join(f"{row[f'{s}_ms']:9.3f}" for s in STAGES)
-                     + f"{row['preprocess_ms']:9.3f}{row['pillow_decoder_ms']:9.3f}"
-                     + f"{row['preprocess_ms'] / row['pillow_decoder_ms']:6.2f}x")
+                     + "".join(f"{row[f'{v}_ms']:9.3f}" for v in VARIANTS) + ratios(row))
     return lines
+
+
+def ratios(row: dict[str, float]) -> str:
+    """``preprocess``'s time over each baseline's."""
+    return "".join(f"{row['preprocess_ms'] / row[f'{v}_ms']:6.2f}x" for v in list(VARIANTS)[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,14 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w") as out:
         json.dump(report, out, indent=2)
     print(f"preprocessing, median of {args.repeats} runs; 'total' is preprocess() itself, "
-          "timed apart (background is part of ink); 'Pillow': preprocess() with every PNG "
-          "decoded by Pillow, the same-run baseline; 'ratio': total / Pillow")
+          "timed apart (background is part of ink); same-run baselines: 'libspng', every PNG's "
+          "pixels inflated by libspng (zlib), and 'Pillow', every PNG decoded by Pillow; "
+          "'ratios': total / each")
     print("\n".join(table(results)))
     print(f"the HTTP benchmark's uploads (300-450 px), median of {args.corpus_rounds} rounds:")
     for fmt, row in corpus.items():
-        print(f"  {row['uploads']} {fmt}: {row['preprocess_ms']:.2f} ms, Pillow "
-              f"{row['pillow_decoder_ms']:.2f} ms "
-              f"({row['preprocess_ms'] / row['pillow_decoder_ms']:.2f}x)")
+        print(f"  {row['uploads']} {fmt}: {row['preprocess_ms']:.2f} ms, libspng "
+              f"{row['libspng_zlib_ms']:.2f} ms, Pillow {row['pillow_decoder_ms']:.2f} ms"
+              f" ({ratios(row).strip()})")
     print(f"written: {args.out}")
     return 0
 

@@ -16,15 +16,15 @@ from shared.config import MODEL_DIR, Settings
 
 
 @pytest.fixture
-def spng_calls(monkeypatch) -> list[str]:
-    """The output format of every call to libspng (``shared.png_decoder``) while the test runs;
-    the calls still decode."""
+def spng_calls(monkeypatch) -> list[tuple[bytes, str]]:
+    """The PNG and output format of every call to libspng (``shared.png_decoder``) while the
+    test runs; the calls still decode."""
     from shared import png_decoder
 
-    calls: list[str] = []
+    calls: list[tuple[bytes, str]] = []
     load = png_decoder.pyspng.load
     monkeypatch.setattr(png_decoder.pyspng, "load",
-                        lambda data, fmt: calls.append(fmt) or load(data, fmt))
+                        lambda data, fmt: calls.append((data, fmt)) or load(data, fmt))
     return calls
 
 

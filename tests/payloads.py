@@ -25,6 +25,7 @@ from bench.payloads import npy_with_header as npy_with_header
 from bench.payloads import png_chunk as png_chunk
 from bench.payloads import png_claiming as png_claiming
 from bench.payloads import png_damaged as png_damaged
+from bench.payloads import png_split_pixels as png_split_pixels
 from bench.payloads import seven as seven
 from bench.payloads import tar_bytes as tar_bytes
 from bench.payloads import zip_bomb as zip_bomb

@@ -142,7 +142,10 @@ ROWS: list[tuple[str, Callable[[], bytes], Refused | Items]] = [
      Items(2, {0: "image_too_large"})),
     ("zip-member-damaged-png", lambda: zip_bytes({
         "a.png": png_damaged(PNG_7, "zlib-stream"), "b.png": png_damaged(PNG_7, "no-end"),
-        "c.png": png_damaged(PNG_7, "text-bomb-after-pixels")}), Items(3, {0: "invalid_image"})),
+        "c.png": png_damaged(PNG_7, "text-bomb-after-pixels"),
+        "d.png": png_damaged(PNG_7, "rows-missing"), "e.png": png_damaged(PNG_7, "rows-then-bomb"),
+        "f.png": png_damaged(PNG_7, "pixels-in-tiny-chunks")}),
+     Items(6, {0: "invalid_image", 3: "invalid_image"})),
     ("zip-member-not-an-image", lambda: zip_bytes({"a.png": b"text, not a PNG", "b.png": PNG_7}),
      Items(2, {0: "invalid_image"})),
     ("zip-animated-member", lambda: zip_bytes({"a.gif": animated("GIF")}), Items(1)),

@@ -133,11 +133,14 @@ ROWS: dict[str, Attack] = {
     "animated-gif-first-frame": image(animated("GIF"), label="7"),
     "animated-png-first-frame": image(animated("PNG"), label="7"),
     "exif-rotated-jpeg": image(exif_rotated_jpeg(), label="7"),
-    # damaged PNGs (libspng decodes the common ones, Pillow the rest: shared/png_decoder.py):
-    # whole pixels are read whatever is damaged around them, damaged pixels are refused
+    # damaged PNGs (libspng decodes the common ones, their pixels inflated by libdeflate,
+    # Pillow the rest: shared/png_decoder.py): whole pixels are read whatever is damaged around
+    # them or after them, damaged or missing pixels are refused
     **{f"png-damaged-{damage}": image(png_damaged(PNG_7, damage), label="7")
-       for damage in ("pixels-crc", "zlib-checksum", "text-bomb-after-pixels", "no-end")},
-    "png-damaged-zlib-stream": image(png_damaged(PNG_7, "zlib-stream"), 400, "invalid_image"),
+       for damage in ("pixels-crc", "zlib-checksum", "text-bomb-after-pixels", "no-end",
+                      "rows-then-bomb", "pixels-in-tiny-chunks")},
+    **{f"png-damaged-{damage}": image(png_damaged(PNG_7, damage), 400, "invalid_image")
+       for damage in ("zlib-stream", "rows-missing")},
     "grey-png-damaged-zlib-stream": image(png_damaged(encode(seven("L")), "zlib-stream"), 400,
                                           "invalid_image"),
     "transparent-canvas": image(encode(Image.new("RGBA", (200, 200), (0, 0, 0, 0))), 422,

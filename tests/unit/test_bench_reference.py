@@ -54,17 +54,22 @@ def test_breakdown_replays_preprocess() -> None:
     assert all(seconds >= 0 for seconds in spent.values())
 
 
-def test_the_baseline_decodes_pngs_with_pillow_alone(spng_calls) -> None:
-    """The same-run baseline of libspng is real: under it, ``preprocess`` never calls libspng."""
+def test_the_baselines_decode_pngs_as_before(spng_calls) -> None:
+    """The same-run baselines are real: under Pillow's, ``preprocess`` never calls libspng;
+    under libspng's, libspng gets the upload as it came, not its pixels inflated beforehand."""
     data = breakdown.drawing(120)
     with breakdown.pillow_decodes_every_png():
         breakdown.timed_preprocess(data, breakdown.time.thread_time)
     assert spng_calls == []
+    with breakdown.libspng_inflates_every_png():
+        breakdown.timed_preprocess(data, breakdown.time.thread_time)
+    assert spng_calls == [(data, "RGBA")]
     breakdown.timed_preprocess(data, breakdown.time.thread_time)
-    assert spng_calls == ["RGBA"]
+    assert len(spng_calls) == 2 and spng_calls[1][0] != data
 
 
 def test_the_corpus_is_timed_by_format() -> None:
     corpus = breakdown.measure_corpus(1)
     assert set(corpus) == {"PNG", "JPEG", "WEBP"}
-    assert all(row["uploads"] == 40 and row["pillow_decoder_ms"] > 0 for row in corpus.values())
+    assert all(row["uploads"] == 40 and row["pillow_decoder_ms"] > 0 and row["libspng_zlib_ms"] > 0
+               for row in corpus.values())
