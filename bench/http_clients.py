@@ -19,7 +19,9 @@ reference server (``bench.reference``), each with its defaults: an A/B of a chan
 reference server each with one worker and with ``--workers``: the per-core targets are ratios
 to the reference's one worker (ours with one worker at least level with it, with the default
 workers at least twice it; README, "The realtime path, this round"), so both sides of each
-ratio come from one run.
+ratio come from one run. It reads every server's CPU time per request too, and gives the ratios
+of requests per CPU second beside those of requests/s: what each would serve on cores of its
+own, without the load generator beside it.
 """
 
 from __future__ import annotations
@@ -304,33 +306,49 @@ def against(args: argparse.Namespace, samples: list[Sample]) -> int:
 
 def per_core(args: argparse.Namespace, samples: list[Sample]) -> int:
     """``--per-core``: this server and the reference, with one worker and with ``--workers``,
-    side by side; then each requests/s as a ratio to the reference's one worker."""
+    side by side, with the servers' CPU time per request; then each requests/s as a ratio to
+    the reference's one worker, and the same for requests per CPU second.
+
+    The load generator runs on the same cores, so the servers share them with it: the second
+    ratio is what each server would serve a core of its own, the figure a machine with spare
+    cores for the clients (or Azure, where the clients are elsewhere) sees."""
     args.logs.mkdir(parents=True, exist_ok=True)
     counts = sorted({1, args.workers})
     with ExitStack() as stack:
-        ports = {}
+        servers = {}
         for workers in counts:
-            ports[f"this/{workers}"] = started(stack, server.running,
-                                               args.logs / f"server-this-{workers}.log",
-                                               workers=workers).port
-            ports[f"reference/{workers}"] = started(
+            servers[f"this/{workers}"] = started(stack, server.running,
+                                                 args.logs / f"server-this-{workers}.log",
+                                                 workers=workers)
+            servers[f"reference/{workers}"] = started(
                 stack, reference.running, args.logs / f"server-reference-{workers}.log",
-                workers).port
-        results = compare(ports, samples, tuple(args.clients), args.requests, args.rounds,
-                          unchecked=frozenset(name for name in ports
-                                              if name.startswith("reference")))
+                workers)
+        results = compare({name: s.port for name, s in servers.items()}, samples,
+                          tuple(args.clients), args.requests, args.rounds,
+                          unchecked=frozenset(name for name in servers
+                                              if name.startswith("reference")),
+                          cpu_s={name: s.cpu_s for name, s in servers.items()})
     print(f"this checkout and the reference server, each with {' and '.join(map(str, counts))} "
           f"worker(s) (name/workers): drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
           f"{args.rounds} rounds, {os.cpu_count()} CPUs")
     print_side_by_side(results, args.clients)
     print("  requests/s as a ratio to reference/1 (targets: this/1 >= 1, this/"
           f"{args.workers} >= {args.workers} at 16 clients)")
-    for clients in args.clients:
-        base = results["reference/1"][clients].rps
-        print(f"  {f'{clients} clients':24}" + "".join(
-            f" {f'{results[name][clients].rps / base:.2f}x':>{_width(name)}}"
-            for name in ports))
+    print_ratios(results, args.clients, lambda load: load.rps)
+    print("  requests per server CPU second, as a ratio to reference/1's (each on cores of "
+          "its own)")
+    print_ratios(results, args.clients, lambda load: 1 / load.cpu_ms)
     return 0
+
+
+def print_ratios(results: dict[str, dict[int, Load]], clients: list[int],
+                 figure: Callable[[Load], float]) -> None:
+    """A row per concurrency: each server's ``figure`` over the reference's one worker's."""
+    for count in clients:
+        base = figure(results["reference/1"][count])
+        print(f"  {f'{count} clients':24}" + "".join(
+            f" {f'{figure(results[name][count]) / base:.2f}x':>{_width(name)}}"
+            for name in results))
 
 
 def _width(name: str) -> int:
@@ -338,10 +356,13 @@ def _width(name: str) -> int:
 
 
 def print_side_by_side(results: dict[str, dict[int, Load]], clients: list[int]) -> None:
-    """One column per server, p50, p99 and requests/s per concurrency."""
+    """One column per server, p50, p99, requests/s and, where measured, the servers' CPU
+    milliseconds per request, per concurrency."""
     print(f"  {'':24}" + "".join(f" {name:>{_width(name)}}" for name in results))
+    measured = ("p50_ms", "p99_ms", "rps", "cpu_ms")
     for count in clients:
-        for field in ("p50_ms", "p99_ms", "rps"):
+        for field in (f for f in measured
+                      if getattr(results[next(iter(results))][count], f) is not None):
             label = f"{count} clients: {field.replace('_', ' ')}"
             print(f"  {label:24}" + "".join(
                 f" {getattr(results[name][count], field):>{_width(name)}.2f}"

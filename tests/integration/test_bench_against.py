@@ -22,10 +22,13 @@ def test_a_per_core_run_measures_one_worker_and_two_against_the_reference(tmp_pa
     lines = run_http_clients(tmp_path, "--per-core", "--clients", "1", "2", "--workers", "2")
     columns = next(line for line in lines if "reference/1" in line and ":" not in line).split()
     assert columns == ["this/1", "reference/1", "this/2", "reference/2"]
-    ratios = {line.split()[0]: line.split()[2:] for line in lines
-              if line.strip().endswith("x") and "clients" in line}
-    assert set(ratios) == {"1", "2"}
-    for values in ratios.values():  # the reference's one worker is its own base
+    cpu = [line.split()[-4:] for line in lines if "clients: cpu ms" in line]
+    assert len(cpu) == 2 and all(float(value) > 0 for values in cpu for value in values)
+    # Two blocks of ratios (requests/s, then requests per CPU second), a row per concurrency.
+    ratios = [line.split() for line in lines if line.strip().endswith("x") and "clients" in line]
+    assert [row[0] for row in ratios] == ["1", "2", "1", "2"]
+    for row in ratios:  # the reference's one worker is its own base
+        values = row[2:]
         assert len(values) == 4 and values[1] == "1.00x"
         assert all(float(value.rstrip("x")) > 0 for value in values)
     assert {path.name for path in tmp_path.iterdir()} == {
