@@ -153,6 +153,18 @@ def test_the_limits_keep_a_drawing_on_the_fast_path() -> None:
         assert png_decoder._with_stored_pixels(opened(data), data) is not None
 
 
+@pytest.mark.parametrize(("alpha", "mode"), [(255, "RGBX"), (254, "RGBA"), (0, "RGBA")])
+def test_an_rgba_png_opaque_everywhere_comes_out_as_rgbx(alpha: int, mode: str) -> None:
+    """Alpha 255 in every pixel is no alpha at all: the image comes out without the band (the
+    same colours); one pixel below that keeps it."""
+    image = seven("RGBA", 57)
+    image.putpixel((56, 56), (255, 255, 255, alpha))
+    data = encode(image)
+    fast = decode_png(opened(data), data)
+    assert fast is not None and fast.mode == mode
+    assert np.array_equal(np.asarray(fast.convert("RGBA")), pillow_pixels(data))
+
+
 def test_an_rgb_png_comes_out_in_pillows_padded_layout_without_a_copy() -> None:
     fast = decode_png(opened(PNG_7), PNG_7)
     assert fast is not None and fast.mode == "RGBX"
