@@ -63,7 +63,7 @@ def test_the_baselines_decode_pngs_as_before(spng_calls) -> None:
     assert spng_calls == []
     with breakdown.libspng_inflates_every_png():
         breakdown.timed_preprocess(data, breakdown.time.thread_time)
-    assert spng_calls == [(data, "RGBA")]
+    assert spng_calls == [(data, "RGB")]
     breakdown.timed_preprocess(data, breakdown.time.thread_time)
     assert len(spng_calls) == 2 and spng_calls[1][0] != data
 

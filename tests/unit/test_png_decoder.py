@@ -165,9 +165,9 @@ def test_an_rgba_png_opaque_everywhere_comes_out_as_rgbx(alpha: int, mode: str) 
     assert np.array_equal(np.asarray(fast.convert("RGBA")), pillow_pixels(data))
 
 
-def test_an_rgb_png_comes_out_in_pillows_padded_layout_without_a_copy() -> None:
+def test_an_rgb_png_comes_out_as_rgb() -> None:
     fast = decode_png(opened(PNG_7), PNG_7)
-    assert fast is not None and fast.mode == "RGBX"
+    assert fast is not None and fast.mode == "RGB"
     assert np.array_equal(np.asarray(fast.convert("L")), np.asarray(seven().convert("L")))
 
 
@@ -191,7 +191,7 @@ def test_the_rest_is_left_to_pillow(make) -> None:
 
 def test_load_image_decodes_a_common_png_with_libspng(spng_calls) -> None:
     load_image(opened(PNG_7), PNG_7)
-    assert [fmt for _, fmt in spng_calls] == ["RGBA"]
+    assert [fmt for _, fmt in spng_calls] == ["RGB"]
 
 
 def test_a_sixteen_bit_rgb_png_is_still_decoded_by_pillow() -> None:
