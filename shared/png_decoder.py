@@ -20,7 +20,8 @@ libspng decodes and Pillow refuses: a wrong checksum at the end of the compresse
 text over Pillow's limit after them (libspng never reads it). A file libdeflate refuses, or
 whose pixel data is not the one stream of scanlines its header promises, goes to libspng as it
 came, so the fast path changes no verdict. ``tests/unit/test_png_decoder.py`` holds the decoders
-to the same pixels; the hostile-input suite has a row for each case.
+to the same pixels; the hostile-input suite has a row for each case, and holds the fast path to
+libspng's own answers on randomly damaged files (``tests/hostile/test_png_mutations.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from PIL import Image
 # Grey and RGBA are mapped without a copy (``Image.frombuffer``); packed RGB is copied into the
 # four bytes a pixel Pillow keeps RGB in, which takes less than libspng's own padding to RGBA
 # (a 450 px drawing: 0.21 against 0.26 ms, decoding included).
-MODES = ("L", "RGB", "RGBA")
+_MODES = ("L", "RGB", "RGBA")
 
 # The signature and the IHDR chunk (length, type, 13 bytes, CRC), which must come first.
 _HEADER = 8 + 4 + 4 + 13 + 4
@@ -60,7 +61,7 @@ MAX_PIXEL_CHUNKS = 1024
 def decode_png(image: Image.Image, data: bytes) -> Image.Image | None:
     """``data`` decoded, if ``image`` (``data`` opened by Pillow, not yet loaded) is a PNG
     libspng decodes to the very pixels Pillow would; ``None`` leaves it to Pillow."""
-    if image.format != "PNG" or image.mode not in MODES or not _eight_bit(image):
+    if image.format != "PNG" or image.mode not in _MODES or not _eight_bit(image):
         return None
     # A colour key (tRNS) is applied by Pillow alone, and so is the choice of an animation's
     # first frame; an eXIf chunk may rotate the image, and Pillow reads one placed after the
