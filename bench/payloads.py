@@ -126,11 +126,16 @@ PNG_DAMAGES = ("pixels-crc", "zlib-checksum", "zlib-stream", "text-bomb-after-pi
                "rows-missing", "rows-then-bomb", "pixels-in-tiny-chunks")
 
 
+def _pixel_chunk(png: bytes) -> tuple[int, int]:
+    """Where the (first) IDAT chunk of ``png`` starts and ends, its length and CRC included."""
+    start = png.index(b"IDAT") - 4
+    return start, start + 12 + struct.unpack_from(">I", png, start)[0]
+
+
 def png_split_pixels(png: bytes, parts: int) -> bytes:
     """``png`` (one IDAT chunk) with its pixel data split into ``parts`` chunks, as even as they
     come (empty ones where there are fewer bytes than parts: the format allows them)."""
-    start = png.index(b"IDAT") - 4
-    end = start + 12 + struct.unpack_from(">I", png, start)[0]
+    start, end = _pixel_chunk(png)
     data = png[start + 8 : end - 4]
     bounds = [len(data) * part // parts for part in range(parts + 1)]
     return png[:start] + b"".join(png_chunk(b"IDAT", data[a:b])
@@ -143,8 +148,7 @@ def png_damaged(png: bytes, damage: str) -> bytes:
     inflating to 64 MiB placed after the pixels; the file cut just before its end chunk; the
     pixel data without its last row, or with 64 MiB of zeros after its rows (a bomb in the pixel
     stream itself); or the pixel data split into 2,000 chunks (a byte or none each)."""
-    start = png.index(b"IDAT") - 4
-    end = start + 12 + struct.unpack_from(">I", png, start)[0]
+    start, end = _pixel_chunk(png)
     closing = png.rindex(b"IEND") - 4
     if damage == "rows-missing" or damage == "rows-then-bomb":
         scanlines = zlib.decompress(png[start + 8 : end - 4])

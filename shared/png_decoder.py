@@ -41,6 +41,7 @@ _MODES = ("L", "RGB", "RGBA")
 
 # The signature and the IHDR chunk (length, type, 13 bytes, CRC), which must come first.
 _HEADER = 8 + 4 + 4 + 13 + 4
+_IHDR_START = struct.pack(">I", 13) + b"IHDR"  # the chunk's length and type, after the signature
 _INTERLACE = _HEADER - 5  # IHDR's last byte: 0 none, 1 Adam7
 _END = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", 0xAE426082)
 # A zlib header (deflate, 32 KiB window, no dictionary, a multiple of 31) and the largest block
@@ -106,7 +107,7 @@ def _with_stored_pixels(image: Image.Image, data: bytes) -> bytes | None:
     a pixel chunk's); the zlib stream's Adler-32 over the scanlines is, by libdeflate.
     """
     size = image.height * (1 + image.width * len(image.mode))  # a filter byte a row
-    if (size > MAX_SCANLINE_BYTES or data[8:16] != struct.pack(">I", 13) + b"IHDR"
+    if (size > MAX_SCANLINE_BYTES or data[8:16] != _IHDR_START
             or data[_INTERLACE : _INTERLACE + 1] != b"\0"):
         return None
     compressed = _pixel_data(data, image.tile[0].offset - 8)  # Pillow: where the first's data is

@@ -53,13 +53,18 @@ def noise(mode: str, size: tuple[int, int], seed: int = 0) -> Image.Image:
     return Image.fromarray(levels[..., 0] if bands == 1 else levels, mode)
 
 
+def png_of(header: bytes, scanlines: bytes) -> bytes:
+    """A PNG of an IHDR body and its scanlines (each row led by its filter byte), for the kinds
+    Pillow does not write."""
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(scanlines)) + png_chunk(b"IEND", b""))
+
+
 def rgb16_png(width: int, height: int) -> bytes:
     """A 16-bit RGB PNG (Pillow writes none): Pillow opens it as mode RGB, raw mode RGB;16B."""
     rows = np.random.default_rng(1).integers(0, 65536, (height, width * 3)).astype(">u2")
     raw = b"".join(b"\0" + row.tobytes() for row in rows)
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+    return png_of(struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0), raw)
 
 
 def interlaced(image: Image.Image) -> bytes:
@@ -71,9 +76,7 @@ def interlaced(image: Image.Image) -> bytes:
     raw = b"".join(b"\0" + row.tobytes() for x, y, dx, dy in passes
                    for row in pixels[y::dy, x::dx] if row.size)
     colour = {"L": 0, "RGB": 2, "RGBA": 6}[image.mode]
-    header = struct.pack(">IIBBBBB", image.width, image.height, 8, colour, 0, 0, 1)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+    return png_of(struct.pack(">IIBBBBB", image.width, image.height, 8, colour, 0, 0, 1), raw)
 
 
 def pixel_blocks(png: bytes) -> tuple[list[bytes], list[int]]:
