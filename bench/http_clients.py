@@ -8,8 +8,9 @@ the throughput ceiling at C clients; its latency is mostly queueing (about C / t
 is why the SLO itself is gated by Locust at a fixed offered load (``python -m loadtests``).
 Also: in-process classify latency (the handler's code path, no HTTP), each server's CPU time
 per request (its processes' CPU seconds from /proc, read around every measurement), resident
-memory of each server after the load. The load generator shares the cores with the server: a
-floor. ``--compare telemetry`` sets the SDK off and on instead of batching.
+memory of each server after the load. The load generator shares the cores with the server (a
+floor), unless ``--server-cpus`` gives the servers cores of their own. ``--compare telemetry``
+sets the SDK off and on instead of batching.
 
 ``--against DIR`` measures instead, in the same alternating rounds, the server of another
 checkout of this repository (an older commit's ``git worktree``, say), this checkout's, and the
@@ -225,9 +226,10 @@ def started(stack: ExitStack, running: Callable[..., Any], log: Path, *args: Any
 
 
 def running_modes(stack: ExitStack, log_dir: Path, workers: int | None = None,
-                  modes: dict[str, dict[str, str]] = MODES) -> ServerRun:
+                  modes: dict[str, dict[str, str]] = MODES,
+                  cpus: frozenset[int] | None = None) -> ServerRun:
     servers = {mode: started(stack, server.running, log_dir / f"server-{mode}.log", settings,
-                             workers=workers)
+                             workers=workers, cpus=cpus)
                for mode, settings in modes.items()}
     return ServerRun(servers)
 
@@ -258,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-core", action="store_true",
                         help="this server and the reference, each with one worker and with "
                              "--workers, side by side")
+    parser.add_argument("--server-cpus", type=server.cpu_list, metavar="LIST",
+                        help="the CPUs the servers run on, as taskset -c takes them (0-1, "
+                             "say); the load generator takes the others (default: all share)")
     args = parser.parse_args(argv)
+    args.cpus = (server.leave_cpus(args.server_cpus) if args.server_cpus
+                 else f"{os.cpu_count()} CPUs shared by the servers and the load generator")
     keep_freed_memory()  # the in-process figure runs here: as in the server's workers
     samples = corpus()
     if args.against:
@@ -269,13 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     local = Load.of(1, in_process(samples, args.requests), 0.0)
     args.logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        servers = running_modes(stack, args.logs, args.workers, modes)
+        servers = running_modes(stack, args.logs, args.workers, modes, args.server_cpus)
         results = compare(servers.ports, samples, tuple(args.clients), args.requests,
                           args.rounds, cpu_s=servers.cpu_s)
         rss = servers.rss_mib()
     print(f"emnist-edge HTTP benchmark: drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
-          f"closed-loop clients, {args.rounds} rounds, {args.workers} worker(s), "
-          f"{os.cpu_count()} CPUs")
+          f"closed-loop clients, {args.rounds} rounds, {args.workers} worker(s), {args.cpus}")
     print(f"  in-process classify p50 / p99 (ms): {local.p50_ms:.2f} / {local.p99_ms:.2f}")
     print(f"  {title:30} {'off':>9} {'on':>9} {'on/off':>8}")
     for label, off, on in rows(results):
@@ -290,16 +296,18 @@ def against(args: argparse.Namespace, samples: list[Sample]) -> int:
     with ExitStack() as stack:
         ports = {
             "other": started(stack, server.running, args.logs / "server-other.log",
-                             workers=args.workers, root=args.against.resolve()).port,
+                             workers=args.workers, root=args.against.resolve(),
+                             cpus=args.server_cpus).port,
             "this": started(stack, server.running, args.logs / "server-this.log",
-                            workers=args.workers).port,
+                            workers=args.workers, cpus=args.server_cpus).port,
             "reference": started(stack, reference.running, args.logs / "server-reference.log",
-                                 args.workers).port,
+                                 args.workers, cpus=args.server_cpus).port,
         }
         results = compare(ports, samples, tuple(args.clients), args.requests, args.rounds,
                           unchecked=frozenset({"reference"}))
     print(f"{args.against} against this checkout and the reference server: drawn characters "
-          f"{SLO_SIZES[0]}-{SLO_SIZES[-1]} px, {args.rounds} rounds, {args.workers} worker(s)")
+          f"{SLO_SIZES[0]}-{SLO_SIZES[-1]} px, {args.rounds} rounds, {args.workers} worker(s), "
+          f"{args.cpus}")
     print_side_by_side(results, args.clients)
     return 0
 
@@ -309,9 +317,10 @@ def per_core(args: argparse.Namespace, samples: list[Sample]) -> int:
     side by side, with the servers' CPU time per request; then each requests/s as a ratio to
     the reference's one worker, and the same for requests per CPU second.
 
-    The load generator runs on the same cores, so the servers share them with it: the second
-    ratio is what each server would serve a core of its own, the figure a machine with spare
-    cores for the clients (or Azure, where the clients are elsewhere) sees."""
+    Unless ``--server-cpus`` sets cores apart for the servers, the load generator runs on the
+    same cores and the servers share them with it: the second ratio is then what each server
+    would serve on a core of its own, the figure a machine with spare cores for the clients (or
+    Azure, where the clients are elsewhere) sees."""
     args.logs.mkdir(parents=True, exist_ok=True)
     counts = sorted({1, args.workers})
     with ExitStack() as stack:
@@ -319,10 +328,10 @@ def per_core(args: argparse.Namespace, samples: list[Sample]) -> int:
         for workers in counts:
             servers[f"this/{workers}"] = started(stack, server.running,
                                                  args.logs / f"server-this-{workers}.log",
-                                                 workers=workers)
+                                                 workers=workers, cpus=args.server_cpus)
             servers[f"reference/{workers}"] = started(
                 stack, reference.running, args.logs / f"server-reference-{workers}.log",
-                workers)
+                workers, cpus=args.server_cpus)
         results = compare({name: s.port for name, s in servers.items()}, samples,
                           tuple(args.clients), args.requests, args.rounds,
                           unchecked=frozenset(name for name in servers
@@ -330,7 +339,7 @@ def per_core(args: argparse.Namespace, samples: list[Sample]) -> int:
                           cpu_s={name: s.cpu_s for name, s in servers.items()})
     print(f"this checkout and the reference server, each with {' and '.join(map(str, counts))} "
           f"worker(s) (name/workers): drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
-          f"{args.rounds} rounds, {os.cpu_count()} CPUs")
+          f"{args.rounds} rounds, {args.cpus}")
     print_side_by_side(results, args.clients)
     print("  requests/s as a ratio to reference/1 (targets: this/1 >= 1, this/"
           f"{args.workers} >= {args.workers} at 16 clients)")

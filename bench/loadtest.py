@@ -61,15 +61,17 @@ def batch_stack(wanted: bool) -> Iterator[None]:
         stack.stop()
 
 
-def run_against_server(reports: Path, arguments: list[str], batching: bool | None = None) -> int:
-    """Start a server (dynamic batching as given, else the default), run the load test
-    against it with ``arguments``, stop the server; the load test's exit status."""
+def run_against_server(reports: Path, arguments: list[str], batching: bool | None = None,
+                       cpus: frozenset[int] | None = None) -> int:
+    """Start a server (dynamic batching as given, else the default; on ``cpus`` if given), run
+    the load test against it with ``arguments``, stop the server; the load test's exit
+    status."""
     settings: dict[str, str] = {}
     if batching is not None:
         settings["DYNAMIC_BATCHING"] = "1" if batching else "0"
     reports.mkdir(parents=True, exist_ok=True)
     with (reports / "server.log").open("wb") as server_log, \
-            server.running(server_log, settings) as running:
+            server.running(server_log, settings, cpus=cpus) as running:
         print(f"server {running.url} ready in {running.ready_s:.1f} s "
               f"({', '.join(f'{k}={v}' for k, v in settings.items())})", flush=True)
         return client.main(["--host", running.url, "--reports", str(reports), *arguments])
@@ -80,20 +82,25 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=PROFILES, default="slo")
     parser.add_argument("--reports", type=Path, default=Path("artifacts/loadtest"))
+    parser.add_argument("--server-cpus", type=server.cpu_list, metavar="LIST",
+                        help="the CPUs the server runs on, as taskset -c takes them (0-1, say); "
+                             "the load generator takes the others (default: all share)")
     args, rest = parser.parse_known_args(argv)
+    if args.server_cpus:
+        print(server.leave_cpus(args.server_cpus), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # it logs every storage request
     profile = PROFILES[args.profile]
     arguments = ["--profile", profile.name, *rest]
     if not profile.steps:
         with batch_stack(profile.batch_user):
-            return run_against_server(args.reports, arguments)
+            return run_against_server(args.reports, arguments, cpus=args.server_cpus)
     statuses = {}
     for batching in (False, True):
         mode = "on" if batching else "off"
         print(f"--- dynamic batching {mode}", flush=True)
         statuses[mode] = run_against_server(args.reports / f"batching-{mode}", arguments,
-                                            batching)
+                                            batching, args.server_cpus)
     if 2 in statuses.values():  # Locust itself failed: no capacity to compare
         return 2
     capacities = {mode: json.loads((args.reports / f"batching-{mode}" / "capacity.json")

@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import IO
 
@@ -75,21 +74,18 @@ def create_app() -> FastAPI:
 
 
 @contextmanager
-def running(log: IO[bytes], workers: int | None = None,
-            timeout_s: float = 120) -> Iterator[server.Server]:
-    """The reference server on a free loopback port until the block ends."""
+def running(log: IO[bytes], workers: int | None = None, timeout_s: float = 120,
+            cpus: Collection[int] | None = None) -> Iterator[server.Server]:
+    """The reference server on a free loopback port until the block ends (``cpus``: as for
+    ``local.server.start``)."""
     port = server.free_port()
     started = time.perf_counter()
-    process = subprocess.Popen(
+    process = server.spawn(
         [sys.executable, "-m", "bench.reference", "--port", str(port),
          *(("--workers", str(workers)) if workers else ())],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log, cpus, cwd=REPO_ROOT)
     try:
-        while not server.is_ready(port):
-            if process.poll() is not None or time.perf_counter() - started > timeout_s:
-                raise RuntimeError(f"the reference server on port {port} did not become ready")
-            time.sleep(0.01)
-        yield server.Server(process, port, time.perf_counter() - started)
+        yield server.wait_ready(process, port, started, timeout_s)
     finally:
         server.stop(process)
 

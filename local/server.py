@@ -6,13 +6,14 @@ its PID.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,37 @@ def cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_list(text: str) -> frozenset[int]:
+    """CPUs written as ``taskset -c`` takes them (``0,1``, ``0-3``, ``0-1,4``)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+def leave_cpus(cpus: Collection[int]) -> str:
+    """Confine this process (a load generator, and whatever it starts from now on) to the
+    CPUs it may use other than ``cpus``, the servers'; says which, for a report's header."""
+    others = os.sched_getaffinity(0) - set(cpus)
+    if not others:
+        raise SystemExit(f"no CPU is left for the load generator beside {sorted(cpus)}")
+    os.sched_setaffinity(0, others)
+    return f"servers on CPUs {_ranges(cpus)}, load generator on {_ranges(others)}"
+
+
+def _ranges(cpus: Collection[int]) -> str:
+    """``cpu_list``'s notation for a set of CPUs."""
+    ordered = sorted(cpus)
+    runs: list[list[int]] = []
+    for cpu in ordered:
+        if runs and cpu == runs[-1][-1] + 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
+
+
 def is_ready(port: int) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -87,19 +119,39 @@ class Server:
 
 def start(log: IO[bytes], settings: Mapping[str, str] | None = None,
           workers: int | None = None, port: int | None = None, timeout_s: float = 120,
-          args: Sequence[str] = (), root: Path = REPO_ROOT) -> Server:
+          args: Sequence[str] = (), root: Path = REPO_ROOT,
+          cpus: Collection[int] | None = None) -> Server:
     """Spawn the server with ``settings`` (names without the EMNIST_EDGE_ prefix) and further
     command-line ``args``, ``workers`` processes (default: the server's, one per core), and wait
     until it answers ready; raises RuntimeError (the process killed) if it never does. ``root``:
-    the checkout whose server runs (another one, e.g. an older commit's worktree, for A/B)."""
+    the checkout whose server runs (another one, e.g. an older commit's worktree, for A/B).
+    ``cpus``: the only CPUs it (and every process it starts) may run on (default: any)."""
     port = port or free_port()
     env = {**os.environ, **{PREFIX + name: value for name, value in (settings or {}).items()}}
     started = time.perf_counter()
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-m", "local.serve", "--port", str(port), "--no-access-log",
          *(("--workers", str(workers)) if workers else ()), *args],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        log, cpus, cwd=root, env=env,
     )
+    return wait_ready(process, port, started, timeout_s)
+
+
+def spawn(command: Sequence[str], log: IO[bytes], cpus: Collection[int] | None,
+          **options: Any) -> subprocess.Popen[bytes]:
+    """A server process, its output in ``log``, confined to ``cpus`` from before it runs (its
+    workers inherit that): a benchmark gives the server cores of its own, and the load
+    generator the others."""
+    # Between fork and exec, a single system call: safe even with the caller's threads running.
+    confine = None if cpus is None else functools.partial(os.sched_setaffinity, 0, set(cpus))
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=confine,
+                            **options)
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, started: float,
+               timeout_s: float) -> Server:
+    """The spawned server once it answers ready; raises RuntimeError (the process killed) if
+    it exits or ``timeout_s`` passes first."""
     while time.perf_counter() - started < timeout_s and process.poll() is None:
         if is_ready(port):
             return Server(process, port, time.perf_counter() - started)
