@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import time
 from collections.abc import Collection, Iterator
@@ -29,7 +28,7 @@ from fastapi import FastAPI, Request
 from PIL import Image, ImageOps
 
 from local import server
-from shared.config import REPO_ROOT
+from shared.config import REPO_ROOT, usable_cores
 
 LABELS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.reference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=7072)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=usable_cores())
     args = parser.parse_args(argv)
     serve(uvicorn.Config("bench.reference:create_app", factory=True, host="127.0.0.1",
                          port=args.port, workers=args.workers, access_log=False,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from shared.config import PREFIX, Settings
+from shared.config import PREFIX, Settings, usable_cores
 
 if TYPE_CHECKING:
     from local.azurite import LocalBatchStack
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if args.workers * settings.torch_threads > cores:
         log.warning(
             "%d workers x %d torch threads > %d cores: they will fight over the cores "

@@ -23,6 +23,16 @@ _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
              "0": False, "false": False, "no": False, "off": False}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS keeps one (a
+    container's CPU set, ``taskset``, a benchmark's ``--server-cpus``), else every core. One
+    worker process per core is the default, and more than these would only take turns."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity outside Linux
+        return os.cpu_count() or 1
+
+
 def _setting(name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
     """``PREFIX + name`` parsed, or ``default`` when unset or blank; a clear error otherwise."""
     raw = os.environ.get(PREFIX + name)
@@ -199,7 +209,7 @@ class Settings:
             dynamic_batch_max_wait_ms=_float("DYNAMIC_BATCH_MAX_WAIT_MS", 0.0),
             host=_str("HOST", "127.0.0.1"),
             port=_int("PORT", 7071),
-            workers=_int("WORKERS", os.cpu_count() or 1),
+            workers=_int("WORKERS", usable_cores()),
             access_log=_bool("ACCESS_LOG", False),
             metrics=_bool("METRICS", False),
             batch_container=_str("BATCH_CONTAINER", "batches"),
@@ -214,7 +224,7 @@ class Settings:
             batch_poll_s=_float("BATCH_POLL_S", 2.0),
             batch_shard_items=_int("BATCH_SHARD_ITEMS", 10_000),
             shard_queue=_str("SHARD_QUEUE", "batch-shards"),
-            batch_workers=_int("BATCH_WORKERS", os.cpu_count() or 1),
+            batch_workers=_int("BATCH_WORKERS", usable_cores()),
             shard_max_deliveries=_int("SHARD_MAX_DELIVERIES", 5),
             storage_connection_string=_host_setting("AzureWebJobsStorage"),
             storage_blob_uri=_host_setting("AzureWebJobsStorage__blobServiceUri"),

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from shared.config import Settings
@@ -11,6 +13,19 @@ def test_defaults_without_environment(monkeypatch):
     assert settings.torch_threads == 1
     assert settings.dynamic_batching is True
     assert settings.model_path.name == "emnist_edge.pt"
+
+
+def test_one_worker_per_core_this_process_may_use(monkeypatch):
+    for name in ("EMNIST_EDGE_WORKERS", "EMNIST_EDGE_BATCH_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    mine = os.sched_getaffinity(0)
+    assert Settings.from_env().workers == len(mine)
+    os.sched_setaffinity(0, {min(mine)})  # as taskset -c or a container's CPU set would
+    try:
+        settings = Settings.from_env()
+    finally:
+        os.sched_setaffinity(0, mine)
+    assert (settings.workers, settings.batch_workers) == (1, 1)
 
 
 @pytest.mark.parametrize(
