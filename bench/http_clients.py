@@ -341,8 +341,8 @@ def per_core(args: argparse.Namespace, samples: list[Sample]) -> int:
           f"worker(s) (name/workers): drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
           f"{args.rounds} rounds, {args.cpus}")
     print_side_by_side(results, args.clients)
-    print("  requests/s as a ratio to reference/1 (targets: this/1 >= 1, this/"
-          f"{args.workers} >= {args.workers} at 16 clients)")
+    more = f", this/{args.workers} >= {args.workers}" if args.workers > 1 else ""
+    print(f"  requests/s as a ratio to reference/1 (targets: this/1 >= 1{more} at 16 clients)")
     print_ratios(results, args.clients, lambda load: load.rps)
     print("  requests per server CPU second, as a ratio to reference/1's (each on cores of "
           "its own)")
