@@ -55,7 +55,7 @@ def model_only(rounds: int) -> dict[str, Any]:
     settings = Settings.from_env()
     ours = load_model(settings.model_path, settings.manifest_path)
     edge, _ = baseline()
-    models = {"emnist-edge": ours.module, "EdgeCNN": edge}
+    models = {"emnist-edge": ours.forward, "EdgeCNN": edge}
     latency = single_latencies(models, rounds, 200)
     return {
         "single image p50 (us, 1 thread)": {n: latency[n]["p50_us"] for n in models},

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import threading
 
@@ -114,10 +115,26 @@ def test_input_conversion_follows_the_manifest(tiny):
     raw = Manifest.from_dict({**json.loads(tiny[1].read_text())})
     spec = raw.input.__class__(**{**raw.input.__dict__, "orientation": "emnist_raw",
                                   "ink": "black_on_white"})
-    flipped = model_loader.LoadedModel(model.module, raw.__class__(**{**raw.__dict__,
-                                                                     "input": spec}), tiny[0])
+    flipped = dataclasses.replace(model, manifest=raw.__class__(**{**raw.__dict__,
+                                                                 "input": spec}))
     y = flipped.to_input(tile)
     assert y[0, 0, 5, 0] == -1.0 and y[0, 0, 0, 5] == 1.0  # transposed, then inverted
+
+
+def test_two_tiles_or_more_take_the_network_optimised_for_inference(tiny):
+    """The batched network holds its convolutions' weights packed for oneDNN (the saved one
+    does not); a single tile runs the saved one, two or more the batched one."""
+    model = model_loader.load_model(*tiny)
+    assert "prim::ConstantMKLDNNTensor" in str(model.batched.graph)
+    assert "MKLDNN" not in str(model.module.graph)
+
+    def refuses(x):
+        raise AssertionError("the batched network ran")
+
+    single_only = dataclasses.replace(model, batched=refuses)
+    single_only.probabilities(np.zeros((1, 28, 28), dtype=np.uint8))
+    with pytest.raises(AssertionError, match="the batched network ran"):
+        single_only.probabilities(np.zeros((2, 28, 28), dtype=np.uint8))
 
 
 def test_registry_loads_once_across_threads(tiny, monkeypatch):
