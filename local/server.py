@@ -6,6 +6,7 @@ its PID.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.client
 import os
@@ -57,18 +58,31 @@ def cpu_s(pid: int) -> float:
 
 
 def cpu_list(text: str) -> frozenset[int]:
-    """CPUs written as ``taskset -c`` takes them (``0,1``, ``0-3``, ``0-1,4``)."""
+    """CPUs written as ``taskset -c`` takes them (``0,1``, ``0-3``, ``0-1,4``); raises
+    ``argparse.ArgumentTypeError`` (a command line's error) for anything else."""
     cpus: set[int] = set()
     for part in text.split(","):
         first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
+        try:
+            span = range(int(first), int(last or first) + 1)
+        except ValueError:
+            span = range(0)
+        if not span or span.start < 0:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a CPU list as taskset -c takes it (0-1, say)")
+        cpus.update(span)
     return frozenset(cpus)
 
 
 def leave_cpus(cpus: Collection[int]) -> str:
     """Confine this process (a load generator, and whatever it starts from now on) to the
-    CPUs it may use other than ``cpus``, the servers'; says which, for a report's header."""
-    others = os.sched_getaffinity(0) - set(cpus)
+    CPUs it may use other than ``cpus``, the servers'; says which, for a report's header.
+    Exits with a message if ``cpus`` are not all this process's, or are all of them."""
+    mine = os.sched_getaffinity(0)
+    if not set(cpus) <= mine:
+        raise SystemExit(f"CPUs {_ranges(set(cpus) - mine)} are not among this process's "
+                         f"({_ranges(mine)})")
+    others = mine - set(cpus)
     if not others:
         raise SystemExit(f"no CPU is left for the load generator beside {sorted(cpus)}")
     os.sched_setaffinity(0, others)

@@ -3,6 +3,7 @@ side, with each server's CPU time per request next to its latency and throughput
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -41,6 +42,12 @@ def test_cpu_lists_are_read_as_taskset_writes_them():
     assert server.cpu_list("0-2,5,7-8") == {0, 1, 2, 5, 7, 8}
 
 
+@pytest.mark.parametrize("text", ["", "a", "3-1", "-1", "0,,1", "0-1-2", "1.5"])
+def test_anything_else_is_refused_as_a_cpu_list(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="not a CPU list"):
+        server.cpu_list(text)
+
+
 def test_a_spawned_server_and_its_children_run_only_on_its_cpus(tmp_path):
     mine = os.sched_getaffinity(0)
     cpu = min(mine)
@@ -76,6 +83,12 @@ def test_a_load_generator_without_a_cpu_is_refused():
     done = leave_cpus(every)
     assert done.returncode == 1
     assert "no CPU is left for the load generator" in done.stderr
+
+
+def test_servers_on_cpus_this_process_may_not_use_are_refused():
+    done = leave_cpus(str(max(os.sched_getaffinity(0)) + 1))
+    assert done.returncode == 1
+    assert "are not among this process's" in done.stderr
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to split")

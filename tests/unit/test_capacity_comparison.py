@@ -18,7 +18,8 @@ from bench import loadtest
 def capacities(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
     measured: dict[str, float] = {}
 
-    def run(reports: Path, arguments: list[str], batching: bool | None = None) -> int:
+    def run(reports: Path, arguments: list[str], batching: bool | None = None,
+            cpus: frozenset[int] | None = None) -> int:
         reports.mkdir(parents=True)
         rps = measured["on" if batching else "off"]
         (reports / "capacity.json").write_text(json.dumps({"capacity_rps": rps}))
