@@ -172,6 +172,32 @@ def png_damaged(png: bytes, damage: str) -> bytes:
     raise ValueError(f"unknown damage {damage!r}: one of {', '.join(PNG_DAMAGES)}")
 
 
+WEBP_7 = encode(seven(), "WEBP")  # lossy, simple format: libwebp's fast path
+WEBP_DAMAGES = ("frame-cut-short", "frame-zeroed", "header-zeroed", "riff-size-lies",
+                "junk-after")
+
+
+def webp_damaged(webp: bytes, damage: str) -> bytes:
+    """A simple lossy ``webp`` damaged one way (``WEBP_DAMAGES``): the last tenth of its frame
+    cut off, its RIFF and chunk sizes made to match (so it opens); 16 bytes in the middle of its
+    frame zeroed; 8 bytes of the frame's header zeroed (the first partition's start); its RIFF
+    size claiming 64 MiB; or 1 MiB of random bytes after it."""
+    if damage == "frame-cut-short":
+        body = webp[: len(webp) - (len(webp) - 20) // 10]
+        return (body[:4] + struct.pack("<I", len(body) - 8) + body[8:16]
+                + struct.pack("<I", len(body) - 20) + body[20:])
+    if damage == "frame-zeroed":
+        middle = len(webp) // 2
+        return webp[:middle] + bytes(16) + webp[middle + 16 :]
+    if damage == "header-zeroed":
+        return webp[:30] + bytes(8) + webp[38:]
+    if damage == "riff-size-lies":
+        return webp[:4] + struct.pack("<I", 64 * 2**20) + webp[8:]
+    if damage == "junk-after":
+        return webp + np.random.default_rng(0).bytes(2**20)
+    raise ValueError(f"unknown damage {damage!r}: one of {', '.join(WEBP_DAMAGES)}")
+
+
 def grey16_png(side: int) -> bytes:
     """A 16-bit grey PNG of ``side`` x ``side`` with a bar: tiny on the wire, costly to decode."""
     levels = np.full((side, side), 60000, np.uint16)

@@ -17,7 +17,8 @@ checked to give the same tile), next to ``preprocess`` itself, timed in turn wit
 
 Beside ``preprocess``'s own total, two same-run baselines, each checked to give the same tile:
 "libspng": every PNG's pixel data inflated by libspng itself (with zlib), as before libdeflate;
-"Pillow": every PNG decoded by Pillow, as before libspng (both: ``shared.png_decoder``). Then
+"Pillow": every PNG and WebP decoded by Pillow, as before libspng and libwebp
+(``shared.png_decoder``, ``shared.webp_decoder``). Then
 the same three on the HTTP benchmark's own uploads (``loadtests.corpus``: every character at
 300-450 px as PNG, JPEG and WebP), in turns, the median by format. The process keeps its freed
 memory as the server's do (``shared.process_memory``).
@@ -39,7 +40,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from unittest import mock
 
 import numpy as np
@@ -58,17 +59,17 @@ Clock = Callable[[], float]
 
 
 def drawing(size: int, mode: str = "RGB", *, ink: str = "#111", paper: str = "#fff",
-            label: str = "7") -> bytes:
-    """A PNG of a character drawn with a pen as wide as the page's (18 px on 280), in ``mode``:
-    the page sends its canvas as grey (``canvas.toBlob`` would make it RGBA, opaque), other
-    clients send RGB or grey."""
+            label: str = "7", fmt: str = "PNG") -> bytes:
+    """A PNG (or ``fmt``) of a character drawn with a pen as wide as the page's (18 px on 280),
+    in ``mode``: the page sends its canvas as grey (``canvas.toBlob`` would make it RGBA,
+    opaque), other clients send RGB or grey."""
     image = Image.new("RGB", (size, size), paper)
     pen = ImageDraw.Draw(image)
     for stroke in STROKES[label]:
         pen.line([(x * size, y * size) for x, y in stroke], fill=ink,
                  width=max(2, round(size * PEN_FRACTION)), joint="curve")
     buffer = io.BytesIO()
-    image.convert(mode).save(buffer, "PNG")
+    image.convert(mode).save(buffer, fmt)
     return buffer.getvalue()
 
 
@@ -100,6 +101,7 @@ def inputs() -> dict[str, bytes]:
         "450 px PNG, RGB": drawing(450),
         "450 px PNG, RGB, white on black": drawing(450, ink="#fff", paper="#000"),
         "450 px PNG, grey": drawing(450, "L"),
+        "450 px WebP (lossy)": drawing(450, fmt="WEBP"),
         "1200x900 JPEG photo": photo(1200, 900),
         "1200x1600 JPEG photo (second pass)": photo(1200, 1600, label="E"),
         "4000x3000 JPEG photo (second pass)": photo(4000, 3000, label="H"),
@@ -191,9 +193,13 @@ def libspng_inflates_every_png() -> contextlib.AbstractContextManager[object]:
     return mock.patch.object(png_decoder, "_with_stored_pixels", return_value=None)
 
 
-def pillow_decodes_every_png() -> contextlib.AbstractContextManager[object]:
-    """A baseline: ``preprocess`` as before libspng, every PNG decoded by Pillow."""
-    return mock.patch.object(pre, "decode_png", return_value=None)
+@contextlib.contextmanager
+def pillow_decodes_every_png() -> Iterator[None]:
+    """A baseline: ``preprocess`` as before libspng and libwebp, every PNG and WebP decoded by
+    Pillow."""
+    with mock.patch.object(pre, "decode_png", return_value=None), \
+            mock.patch.object(pre, "decode_webp", return_value=None):
+        yield
 
 
 Decoding = Callable[[], contextlib.AbstractContextManager[object]]
@@ -271,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(report, out, indent=2)
     print(f"preprocessing, median of {args.repeats} runs; 'total' is preprocess() itself, "
           "timed apart (background is part of ink); same-run baselines: 'libspng', every PNG's "
-          "pixels inflated by libspng (zlib), and 'Pillow', every PNG decoded by Pillow; "
+          "pixels inflated by libspng (zlib), and 'Pillow', every PNG and WebP decoded by Pillow; "
           "'ratios': total / each")
     print("\n".join(table(results)))
     print(f"the HTTP benchmark's uploads (300-450 px), median of {args.corpus_rounds} rounds:")

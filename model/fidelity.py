@@ -1,9 +1,10 @@
 """``python -m model.fidelity --data DIR``: does the image pipeline give the model what it saw?
 
 EMNIST ``test`` tiles are turned into what people upload: upright, scaled up 8-12x with bicubic,
-dark ink on a light background, placed off-centre on a larger canvas, saved as PNG and as JPEG
-quality 85. They go through the full pipeline (decode -> preprocess -> classify) and top-1 is
-compared with the model's top-1 on the raw tiles of the same images.
+dark ink on a light background, placed off-centre on a larger canvas, saved as PNG, as JPEG
+quality 85 and as lossy WebP quality 85. They go through the full pipeline (decode ->
+preprocess -> classify) and top-1 is compared with the model's top-1 on the raw tiles of the
+same images.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def as_upload(tile: np.ndarray, rng: np.random.Generator, fmt: str) -> bytes:
     corner = (int(rng.integers(0, canvas_w - side)), int(rng.integers(0, canvas_h - side)))
     canvas.paste(big, corner)
     buffer = io.BytesIO()
-    if fmt == "JPEG":
-        canvas.save(buffer, format="JPEG", quality=85)
+    if fmt in ("JPEG", "WEBP"):
+        canvas.save(buffer, format=fmt, quality=85)
     else:
         canvas.save(buffer, format=fmt)
     return buffer.getvalue()
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_spec(ModelSpec.of(settings))
     raw_metrics = metrics(model.probabilities(tiles), labels)
     report: dict[str, object] = {"n": len(tiles), "raw_tiles": raw_metrics}
-    for fmt in ("PNG", "JPEG"):
+    for fmt in ("PNG", "JPEG", "WEBP"):
         uploads = [as_upload(t, rng, fmt) for t in tiles]
         budgets = [DecodeBudget.for_request(settings) for _ in uploads]
         processed = preprocess_all(uploads, budgets, settings.max_image_pixels)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         report[fmt.lower()] = result
     base = raw_metrics["top1"]
     print(f"{'input':10} {'top-1':>8} {'top-3':>8} {'gap':>8}")
-    for key in ("raw_tiles", "png", "jpeg"):
+    for key in ("raw_tiles", "png", "jpeg", "webp"):
         row = report[key]
         print(f"{key:10} {row['top1']:>8.2%} {row['top3']:>8.2%} {row['top1'] - base:>+8.2%}")
     print(json.dumps(report))

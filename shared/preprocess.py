@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from shared.config import Settings
 from shared.errors import BlankImage, ImageTooLarge, InvalidImage
 from shared.png_decoder import decode_png
+from shared.webp_decoder import decode_webp
 
 TILE = 28
 # EMNIST's border: the character's longer side spans 24 of the tile's 28 pixels.
@@ -143,12 +144,13 @@ def _mib(size: int) -> str:
 
 def load_image(image: Image.Image, data: bytes) -> Image.Image:
     """Decode ``image``, opened from ``data`` (the first frame of an animation), upright per
-    EXIF: a common PNG by libspng (``decode_png``), anything else by Pillow.
+    EXIF: a common PNG by libspng (``decode_png``), a simple lossy WebP by libwebp, to its grey
+    alone (``decode_webp``: grey is all preprocessing needs), anything else by Pillow.
 
     The full load happens here so that a truncated file fails as ``InvalidImage`` and not
     somewhere further down.
     """
-    fast = decode_png(image, data)
+    fast = decode_png(image, data) or decode_webp(image, data)
     if fast is not None:
         return fast
     with _decoding():

@@ -17,6 +17,8 @@ from PIL import Image
 
 from bench.payloads import PNG_7 as PNG_7
 from bench.payloads import PNG_DAMAGES as PNG_DAMAGES
+from bench.payloads import WEBP_7 as WEBP_7
+from bench.payloads import WEBP_DAMAGES as WEBP_DAMAGES
 from bench.payloads import encode as encode
 from bench.payloads import flat_png as flat_png
 from bench.payloads import grey16_png as grey16_png
@@ -28,6 +30,7 @@ from bench.payloads import png_damaged as png_damaged
 from bench.payloads import png_split_pixels as png_split_pixels
 from bench.payloads import seven as seven
 from bench.payloads import tar_bytes as tar_bytes
+from bench.payloads import webp_damaged as webp_damaged
 from bench.payloads import zip_bomb as zip_bomb
 from bench.payloads import zip_bytes as zip_bytes
 from bench.payloads import zip_of_many_entries as zip_of_many_entries

@@ -22,6 +22,7 @@ from shared.config import MODEL_DIR
 from tests.conftest import running_server, shipped_model_exists
 from tests.payloads import (
     PNG_7,
+    WEBP_7,
     animated,
     encode,
     exif_rotated_jpeg,
@@ -31,6 +32,7 @@ from tests.payloads import (
     png_claiming,
     png_damaged,
     seven,
+    webp_damaged,
 )
 
 pytestmark = pytest.mark.integration
@@ -143,6 +145,16 @@ ROWS: dict[str, Attack] = {
        for damage in ("zlib-stream", "rows-missing")},
     "grey-png-damaged-zlib-stream": image(png_damaged(encode(seven("L")), "zlib-stream"), 400,
                                           "invalid_image"),
+    # damaged simple lossy WebPs (libwebp decodes their grey, Pillow the rest:
+    # shared/webp_decoder.py): a damaged frame still decodes (as any lossy decoder's does), one
+    # cut short or with its header broken is refused, a size that lies is refused at opening
+    "webp-damaged-junk-after": image(webp_damaged(WEBP_7, "junk-after"), label="7",
+                                     content_type="image/webp"),
+    "webp-damaged-frame-zeroed": image(webp_damaged(WEBP_7, "frame-zeroed"),
+                                       content_type="image/webp"),
+    **{f"webp-damaged-{damage}": image(webp_damaged(WEBP_7, damage), 400, "invalid_image",
+                                       content_type="image/webp")
+       for damage in ("frame-cut-short", "header-zeroed", "riff-size-lies")},
     "transparent-canvas": image(encode(Image.new("RGBA", (200, 200), (0, 0, 0, 0))), 422,
                                 "blank_image"),
     # media types
