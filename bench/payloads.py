@@ -181,7 +181,7 @@ def webp_damaged(webp: bytes, damage: str) -> bytes:
     """A simple lossy ``webp`` damaged one way (``WEBP_DAMAGES``): the last tenth of its frame
     cut off, its RIFF and chunk sizes made to match (so it opens); 16 bytes in the middle of its
     frame zeroed; 8 bytes of the frame's header zeroed (the first partition's start); its RIFF
-    size claiming 64 MiB; or 1 MiB of random bytes after it."""
+    size claiming 64 MiB; or 64 KiB of random bytes after it."""
     if damage == "frame-cut-short":
         body = webp[: len(webp) - (len(webp) - 20) // 10]
         return (body[:4] + struct.pack("<I", len(body) - 8) + body[8:16]
@@ -194,7 +194,7 @@ def webp_damaged(webp: bytes, damage: str) -> bytes:
     if damage == "riff-size-lies":
         return webp[:4] + struct.pack("<I", 64 * 2**20) + webp[8:]
     if damage == "junk-after":
-        return webp + np.random.default_rng(0).bytes(2**20)
+        return webp + np.random.default_rng(0).bytes(2**16)
     raise ValueError(f"unknown damage {damage!r}: one of {', '.join(WEBP_DAMAGES)}")
 
 
