@@ -31,6 +31,8 @@ from shared.shards import ShardMessage, fail_shard, run_shard, submit_batch
 from tests.payloads import (
     JPEG_L,
     PNG_7,
+    WEBP_7,
+    WEBP_DAMAGES,
     NonSeekable,
     animated,
     grey16_png,
@@ -44,6 +46,7 @@ from tests.payloads import (
     png_damaged,
     tar_bytes,
     tar_of_special_members,
+    webp_damaged,
     zip_bomb,
     zip_bytes,
     zip_corrupt_member,
@@ -146,6 +149,11 @@ ROWS: list[tuple[str, Callable[[], bytes], Refused | Items]] = [
         "d.png": png_damaged(PNG_7, "rows-missing"), "e.png": png_damaged(PNG_7, "rows-then-bomb"),
         "f.png": png_damaged(PNG_7, "pixels-in-tiny-chunks")}),
      Items(6, {0: "invalid_image", 3: "invalid_image"})),
+    ("zip-member-damaged-webp", lambda: zip_bytes({
+        f"{damage}.webp": webp_damaged(WEBP_7, damage) for damage in WEBP_DAMAGES}),
+     Items(len(WEBP_DAMAGES), {WEBP_DAMAGES.index(damage): "invalid_image"
+                               for damage in ("frame-cut-short", "header-zeroed",
+                                              "riff-size-lies")})),
     ("zip-member-not-an-image", lambda: zip_bytes({"a.png": b"text, not a PNG", "b.png": PNG_7}),
      Items(2, {0: "invalid_image"})),
     ("zip-animated-member", lambda: zip_bytes({"a.gif": animated("GIF")}), Items(1)),
@@ -205,6 +213,7 @@ ROWS: list[tuple[str, Callable[[], bytes], Refused | Items]] = [
     # single images and the rest
     ("image-single-png-over-512-bytes", lambda: PNG_7, Items(1)),
     ("image-single-jpeg", lambda: JPEG_L, Items(1)),
+    ("image-single-webp", lambda: WEBP_7, Items(1)),
     ("image-single-truncated", lambda: PNG_7[: len(PNG_7) // 2], Items(1, {0: "invalid_image"})),
     ("image-single-bomb", lambda: png_claiming(30_000, 30_000), Items(1, {0: "image_too_large"})),
     ("empty-batch", lambda: b"", Refused("invalid_batch")),
