@@ -48,6 +48,7 @@ from PIL import Image, ImageDraw
 
 import shared.preprocess as pre
 from loadtests.corpus import PEN_FRACTION, SLO_SIZES, STROKES, build
+from model.fidelity import lit_photo
 from shared import png_decoder
 from shared.config import REPO_ROOT
 from shared.process_memory import keep_freed_memory
@@ -74,23 +75,15 @@ def drawing(size: int, mode: str = "RGB", *, ink: str = "#111", paper: str = "#f
 
 
 def photo(width: int, height: int, *, label: str = "A", seed: int = 0) -> bytes:
-    """A JPEG (quality 85) like a phone photo of a character on paper: light falling off
-    from 92 % to 52 % across the frame, a slightly warm tint, sensor noise; the character
-    spans about a third of the shorter side."""
+    """A JPEG like a phone photo of a character on paper (``model.fidelity.lit_photo``); the
+    character spans about a third of the shorter side."""
     rng = np.random.default_rng(seed)
     side = min(width, height) // 2
     strokes = np.asarray(Image.open(io.BytesIO(drawing(side, "L", label=label))), np.float32)
     paper = np.ones((height, width), np.float32)
     top, left = (height - side) // 3, (width - side) // 2
     paper[top : top + side, left : left + side] = strokes / 255
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    shade = 0.92 - 0.3 * cols / width - 0.1 * rows / height
-    grey = shade * (0.3 + 0.7 * paper) + rng.normal(0, 0.015, (height, width))
-    colour = np.stack([grey, grey * 0.97, grey * 0.9], axis=-1)
-    buffer = io.BytesIO()
-    Image.fromarray((np.clip(colour, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG",
-                                                                         quality=85)
-    return buffer.getvalue()
+    return lit_photo(paper, rng)
 
 
 def inputs() -> dict[str, bytes]:
