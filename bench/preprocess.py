@@ -187,7 +187,7 @@ def libspng_inflates_every_png() -> contextlib.AbstractContextManager[object]:
 
 
 @contextlib.contextmanager
-def pillow_decodes_every_png() -> Iterator[None]:
+def pillow_decodes_every_image() -> Iterator[None]:
     """A baseline: ``preprocess`` as before libspng and libwebp, every PNG and WebP decoded by
     Pillow."""
     with mock.patch.object(pre, "decode_png", return_value=None), \
@@ -200,7 +200,7 @@ Decoding = Callable[[], contextlib.AbstractContextManager[object]]
 VARIANTS: dict[str, Decoding] = {
     "preprocess": contextlib.nullcontext,
     "libspng_zlib": libspng_inflates_every_png,
-    "pillow_decoder": pillow_decodes_every_png,
+    "pillow_decoder": pillow_decodes_every_image,
 }
 
 

@@ -84,7 +84,7 @@ def leave_cpus(cpus: Collection[int]) -> str:
                          f"({_ranges(mine)})")
     others = mine - set(cpus)
     if not others:
-        raise SystemExit(f"no CPU is left for the load generator beside {sorted(cpus)}")
+        raise SystemExit(f"no CPU is left for the load generator beside {_ranges(cpus)}")
     os.sched_setaffinity(0, others)
     return f"servers on CPUs {_ranges(cpus)}, load generator on {_ranges(others)}"
 

@@ -58,7 +58,7 @@ def test_the_baselines_decode_pngs_as_before(spng_calls) -> None:
     """The same-run baselines are real: under Pillow's, ``preprocess`` never calls libspng;
     under libspng's, libspng gets the upload as it came, not its pixels inflated beforehand."""
     data = breakdown.drawing(120)
-    with breakdown.pillow_decodes_every_png():
+    with breakdown.pillow_decodes_every_image():
         breakdown.timed_preprocess(data, breakdown.time.thread_time)
     assert spng_calls == []
     with breakdown.libspng_inflates_every_png():
