@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from model.data import data_dir
+from model.splits import named_split
 from shared.config import Settings
-from shared.emnist import load_split, upright
+from shared.emnist import upright
 from shared.model_loader import LoadedModel, load_model
 
 
@@ -99,16 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     torch.set_num_threads(max(1, settings.torch_threads))
     model = load_model(model_path, manifest_path)
-    if args.split == "validation":
-        from model.splits import validation_set
-
-        recipe = model.manifest.training.get("validation")
-        if not recipe:
-            parser.error("the model's manifest records no validation split")
-        images, labels, weights = validation_set(data_dir(args.data), recipe)
-    else:
-        images, labels = load_split(data_dir(args.data), args.split)
-        weights = None
+    try:
+        images, labels, weights = named_split(data_dir(args.data), args.split,
+                                              model.manifest.training)
+    except ValueError as exc:
+        parser.error(str(exc))
     measured = metrics(split_probabilities(model, images), labels, model.labels, weights)
     result = {"split": args.split, **measured,
               "model": model.manifest.name, "sha256": model.manifest.sha256}

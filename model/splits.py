@@ -83,3 +83,17 @@ def validation_set(directory: Path, recipe: dict[str, Any]) -> tuple[np.ndarray,
     natural = (labels[source == names.index("train")] if "train" in names
                else load_split(directory, "train")[1])
     return images[held], labels[held], natural_weights(labels[held], natural)
+
+
+def named_split(directory: Path, name: str, training: dict[str, Any]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A split by name: one stored in ``directory`` (``test``, ``train``, ``extra``) as it is,
+    unweighted, or ``validation`` rebuilt from the recipe in ``training`` (a manifest's) and
+    weighted as ``validation_set`` weights it. Raises ``ValueError`` when the manifest records
+    no validation split."""
+    if name != "validation":
+        return (*load_split(directory, name), None)
+    recipe = training.get("validation")
+    if not recipe:
+        raise ValueError("the model's manifest records no validation split")
+    return validation_set(directory, recipe)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from model.architectures import EdgeNet, count_parameters
-from model.splits import VALIDATION_FRACTION, VALIDATION_SEED
+from model.splits import VALIDATION_FRACTION, VALIDATION_SEED, named_split
 from shared.config import MODEL_DIR, REPO_ROOT
 from shared.manifest import Manifest, sha256_file
 
@@ -59,3 +59,25 @@ def test_evaluate_cli_reproduces_the_manifest(emnist_dir, manifest):
     assert measured["top1_case_insensitive"] == pytest.approx(
         manifest.metrics["test"]["top1_case_insensitive"], abs=1e-4)
     assert measured["top1"] > EDGECNN_TOP1
+
+
+def test_fidelity_cli_uploads_the_validation_split(emnist_dir):
+    """Preprocessing choices are made on validation tiles: the tool uploads them on request."""
+    result = subprocess.run(
+        [sys.executable, "-m", "model.fidelity", "--data", str(emnist_dir),
+         "--split", "validation", "--n", "40", "--photos", "5"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert {report[row]["n"] for row in ("raw_tiles", "png", "jpeg", "webp")} == {40}
+    assert report["photo-third"]["n"] == report["photo-fifth"]["n"] == 5
+
+
+def test_a_split_by_name_is_rebuilt_only_where_a_manifest_records_it(emnist_dir, manifest):
+    images, labels, weights = named_split(emnist_dir, "validation", manifest.training)
+    assert len(images) == len(labels) == len(weights) == 16_021
+    assert weights.mean() == pytest.approx(1.0)
+    images, labels, weights = named_split(emnist_dir, "test", manifest.training)
+    assert len(labels) == 11_634 and weights is None
+    with pytest.raises(ValueError, match="no validation split"):
+        named_split(emnist_dir, "validation", {})

@@ -59,12 +59,12 @@ def test_the_baselines_decode_pngs_as_before(spng_calls) -> None:
     under libspng's, libspng gets the upload as it came, not its pixels inflated beforehand."""
     data = breakdown.drawing(120)
     with breakdown.pillow_decodes_every_image():
-        breakdown.timed_preprocess(data, breakdown.time.thread_time)
+        breakdown.served_tile(data)
     assert spng_calls == []
     with breakdown.libspng_inflates_every_png():
-        breakdown.timed_preprocess(data, breakdown.time.thread_time)
+        breakdown.served_tile(data)
     assert spng_calls == [(data, "RGB")]
-    breakdown.timed_preprocess(data, breakdown.time.thread_time)
+    breakdown.served_tile(data)
     assert len(spng_calls) == 2 and spng_calls[1][0] != data
 
 
@@ -72,4 +72,21 @@ def test_the_corpus_is_timed_by_format() -> None:
     corpus = breakdown.measure_corpus(1)
     assert set(corpus) == {"PNG", "JPEG", "WEBP"}
     assert all(row["uploads"] == 40 and row["pillow_decoder_ms"] > 0 and row["libspng_zlib_ms"] > 0
-               for row in corpus.values())
+               and row["reference_ms"] > 0 for row in corpus.values())
+
+
+def test_the_reference_is_timed_beside_the_pipeline() -> None:
+    """Each input's row carries the reference server's naive tile, timed in turn with the
+    others, and the ratio of the pipeline's total to it."""
+    data = breakdown.drawing(120)
+    with breakdown.mock.patch.object(breakdown, "inputs", return_value={"drawing": data}):
+        row = breakdown.measure(2)["drawing"]
+    assert row["reference_ms"] > 0 and row["preprocess_ms"] > 0
+    line = breakdown.table({"drawing": row})[1]
+    assert line.endswith(f"{row['preprocess_ms'] / row['reference_ms']:6.2f}x")
+
+
+def test_the_inputs_named_second_pass_are_the_ones_that_take_it() -> None:
+    for name, data in breakdown.inputs().items():
+        _, spent = breakdown.staged(data, breakdown.time.thread_time)
+        assert (spent["again"] > 0) == ("second pass" in name), name

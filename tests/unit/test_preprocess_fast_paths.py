@@ -1,9 +1,9 @@
 """The cheap ways ``shared.preprocess`` computes its stages give what the plain ways give.
 
 Each fast path (the ink of a flat background looked up per level, the background's sliding
-extreme by doubling over an edge-padded grid, the blur accumulated in place from symmetric
-taps) is checked here against the straightforward computation it replaces, written out in
-the test, on drawings, photos and random arrays.
+extreme by doubling over an edge-padded grid, its interpolation by matrices, the blur
+accumulated in place from symmetric taps) is checked here against the straightforward
+computation it replaces, written out in the test, on drawings, photos and random arrays.
 """
 
 from __future__ import annotations
@@ -119,6 +119,20 @@ def test_background_filter_is_the_windowed_extreme(shape: tuple[int, int], extre
     padded = pre._edge_padded(grid, 2 * BACKGROUND_RADIUS)
     assert np.array_equal(padded, np.pad(grid, 2 * BACKGROUND_RADIUS, mode="edge"))
     assert np.array_equal(pre._extreme_filter(padded, extreme), plain_extreme(padded, extreme))
+
+
+@pytest.mark.parametrize(("grid", "size"), [((25, 34), (300, 225)), ((32, 24), (150, 200)),
+                                            ((1, 5), (40, 3)), ((7, 7), (7, 7))])
+def test_background_interpolation_is_pillows_bilinear_resize(grid, size) -> None:
+    """The matrices put the samples where Pillow's bilinear resize does (of floats: no
+    rounding), edges included."""
+    coarse = np.random.default_rng(5).random(grid, dtype=np.float32)
+    width, height = size
+    ours = pre._bilinear_weights(grid[0], height) @ coarse @ pre._bilinear_weights(grid[1],
+                                                                                   width).T
+    pillows = np.asarray(Image.fromarray(coarse, "F").resize(size, Image.Resampling.BILINEAR))
+    assert ours.dtype == np.float32 and ours.shape == (height, width)
+    assert np.abs(ours - pillows).max() < 1e-5
 
 
 @pytest.mark.parametrize("sigma", [0.3, 0.36, 1.0, 1.7])
