@@ -103,7 +103,7 @@ def inputs() -> dict[str, bytes]:
         "450 px WebP (lossy)": drawing(450, fmt="WEBP"),
         "1200x900 JPEG photo": photo(1200, 900),
         "1200x1600 JPEG photo": photo(1200, 1600, label="E"),
-        "1200x1600 JPEG photo, smaller (second pass)": photo(1200, 1600, label="E", box=0.3),
+        "1200x1600 JPEG, small E (second pass)": photo(1200, 1600, label="E", box=0.3),
         "4000x3000 JPEG photo (second pass)": photo(4000, 3000, label="H"),
     }
 
