@@ -12,9 +12,10 @@ nobody tuned for (validation's class mix is training's, so its gaps differ from 
 
 ``--photos N`` adds N of them (a seeded sample) as phone photos: 1200x900 JPEGs of paper lit
 unevenly, the character a third, then a fifth, of the frame's height (each within 20 %)
-anywhere in it. At a fifth it comes out of libjpeg's 1/4 scale at 36-54 px, under
-``shared.preprocess.MIN_CHARACTER_SIDE``: these are the uploads its second pass is for. Each
-takes about 5 ms to make and 3-7 ms to preprocess.
+anywhere in it. At a fifth the tile comes out of libjpeg's 1/4 scale 36-54 px wide and its
+character narrower still, mostly under ``shared.preprocess.MIN_CHARACTER_SIDE`` (48): these are
+the uploads its second pass is for. At a third the tile is 60-90 px, its character mostly over
+the threshold. Each takes about 5 ms to make and 2-6 ms to preprocess.
 """
 
 from __future__ import annotations
