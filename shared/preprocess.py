@@ -49,8 +49,9 @@ WORKING_SIDE = 160
 REDUCED_SIDE = 140
 # A character that comes out shorter than this (a small character in a large photo) is worked
 # on again, at the scale that gives it this size, but never above MAX_WORKING_SIDE. Chosen on
-# the validation split (``python -m model.fidelity --split validation --photos N``; a paired
-# scratch comparison of the same 8,000 photos a third and a fifth of the frame tall): at 48,
+# the validation split, in a paired scratch comparison of the same 8,000 photos a third and a
+# fifth of the frame tall (``python -m model.fidelity --split validation --photos N`` makes
+# such photos and checks the choice, unpaired): at 48,
 # top-1 the same as at 64 in both (0.00 +- 0.13 and 0.00 +- 0.06 points) for 38 % and 11 % less
 # CPU; at 32, -0.01 to -0.14 points in four comparisons (none significant alone, all below 0)
 # for 41-57 % less.
@@ -444,9 +445,10 @@ def _background(grey: Image.Image, *, light: bool) -> np.ndarray | float:
     closed = _extreme_filter(half, second)
     if closed.min() == closed.max():
         return float(closed[0, 0]) / 255
-    # Interpolated back up as two small matrix products, straight to floats: a third of the
-    # time Pillow's bilinear resize and the conversion take (a 300x225 photo: 0.08 against
-    # 0.24 ms), and without the rounding to whole levels after each of its two passes.
+    # Interpolated back up as two small matrix products, straight to floats, without the
+    # rounding to whole levels after each of Pillow's two bilinear passes. The whole estimate
+    # took 0.225 -> 0.18 ms at 300x225 (a 1200x900 photo's first pass) and 1.33 -> 0.52 ms at
+    # 600x800 (a second pass); at 167x125 building the matrices costs 0.05 ms more than it saves.
     rows, cols = closed.shape
     return (_bilinear_weights(rows, height) @ (closed * np.float32(1 / 255))
             @ _bilinear_weights(cols, width).T)
