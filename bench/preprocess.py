@@ -164,7 +164,7 @@ def measure(repeats: int, clock: Clock = time.thread_time) -> dict[str, dict[str
     """Median milliseconds per stage and in all (``preprocess`` itself) for each input."""
     results = {}
     for name, data in inputs().items():
-        tile = pre.preprocess(data, max_pixels=MAX_PIXELS, budget=pre.DecodeBudget(10**12, 10**12))
+        tile = served_tile(data)
         stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
         totals: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
         for repeat in range(repeats):

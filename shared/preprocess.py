@@ -51,10 +51,9 @@ REDUCED_SIDE = 140
 # on again, at the scale that gives it this size, but never above MAX_WORKING_SIDE. Chosen on
 # the validation split, in a paired scratch comparison of the same 8,000 photos a third and a
 # fifth of the frame tall (``python -m model.fidelity --split validation --photos N`` makes
-# such photos and checks the choice, unpaired): at 48,
-# top-1 the same as at 64 in both (0.00 +- 0.13 and 0.00 +- 0.06 points) for 38 % and 11 % less
-# CPU; at 32, -0.01 to -0.14 points in four comparisons (none significant alone, all below 0)
-# for 41-57 % less.
+# such photos and checks the choice, unpaired): at 48, top-1 the same as at 64 in both (0.00
+# +- 0.13 and 0.00 +- 0.06 points) for 38 % and 11 % less CPU; at 32, -0.01 to -0.14 points in
+# four comparisons (none significant alone, all below 0) for 41-57 % less.
 MIN_CHARACTER_SIDE = 48
 MAX_WORKING_SIDE = 1024
 # Ink contrast below this fraction of the background's range is no character at all.

@@ -3,6 +3,8 @@ report, and the preprocessing breakdown's replay (it must time what ``preprocess
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 
 from bench import preprocess as breakdown
@@ -79,7 +81,7 @@ def test_the_reference_is_timed_beside_the_pipeline() -> None:
     """Each input's row carries the reference server's naive tile, timed in turn with the
     others, and the ratio of the pipeline's total to it."""
     data = breakdown.drawing(120)
-    with breakdown.mock.patch.object(breakdown, "inputs", return_value={"drawing": data}):
+    with mock.patch.object(breakdown, "inputs", return_value={"drawing": data}):
         row = breakdown.measure(2)["drawing"]
     assert row["reference_ms"] > 0 and row["preprocess_ms"] > 0
     line = breakdown.table({"drawing": row})[1]
