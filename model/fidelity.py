@@ -16,14 +16,24 @@ anywhere in it. At a fifth the tile comes out of libjpeg's 1/4 scale 36-54 px wi
 character narrower still, mostly under ``shared.preprocess.MIN_CHARACTER_SIDE`` (48): these are
 the uploads its second pass is for. At a third the tile is 60-90 px, its character mostly over
 the threshold. Each takes about 5 ms to make and 2-6 ms to preprocess.
+
+``--vary NAME=A,B,...`` compares instead, paired, the same uploads through preprocessing with
+its constant ``NAME`` (``shared.preprocess.REDUCED_SIDE``, say) set to each value in turn: top-1
+of each against the first value's, with its 95 % interval (the per-upload differences are -1, 0
+or +1), how many uploads it reads better and worse, and the CPU an upload takes. A change is
+made where the cheaper value is not measurably worse, on ``--split validation``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import math
 import sys
+import time
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -31,12 +41,15 @@ from PIL import Image
 from model.data import data_dir
 from model.evaluate import metrics
 from model.splits import named_split
+from shared import preprocess
 from shared.classifier import preprocess_all
 from shared.config import Settings
 from shared.emnist import upright
 from shared.errors import EmnistEdgeError
 from shared.model_loader import LoadedModel, ModelSpec, load_spec
 from shared.preprocess import DecodeBudget
+
+FORMATS = ("PNG", "JPEG", "WEBP")
 
 
 def as_upload(tile: np.ndarray, rng: np.random.Generator, fmt: str) -> bytes:
@@ -86,20 +99,92 @@ def as_photo(tile: np.ndarray, rng: np.random.Generator, fraction: float) -> byt
     return lit_photo(paper, rng)
 
 
+def upload_sets(tiles: np.ndarray, labels: np.ndarray, rng: np.random.Generator, photos: int
+                ) -> Iterator[tuple[str, list[bytes], np.ndarray, np.ndarray]]:
+    """Each kind of upload of ``tiles`` in turn, made as it is asked for: its name, the uploads,
+    and the tiles and labels they are of (a seeded sample of ``photos`` for the photos)."""
+    for fmt in FORMATS:
+        yield fmt.lower(), [as_upload(t, rng, fmt) for t in tiles], tiles, labels
+    if photos:
+        some = np.sort(rng.choice(len(tiles), size=min(photos, len(tiles)), replace=False))
+        for name, fraction in PHOTO_FRACTIONS.items():
+            yield name, [as_photo(t, rng, fraction) for t in tiles[some]], tiles[some], labels[some]
+
+
+def preprocessed(uploads: list[bytes], settings: Settings) -> tuple[np.ndarray, int]:
+    """Every upload's tile through the pipeline (zeros where it failed), and how many failed."""
+    budgets = [DecodeBudget.for_request(settings) for _ in uploads]
+    processed = preprocess_all(uploads, budgets, settings.max_image_pixels)
+    failed = sum(isinstance(p, EmnistEdgeError) for p in processed)
+    return np.stack([p if isinstance(p, np.ndarray) else np.zeros((28, 28), np.uint8)
+                     for p in processed]), failed
+
+
 def fidelity(uploads: list[bytes], tiles: np.ndarray, labels: np.ndarray, model: LoadedModel,
              settings: Settings) -> dict[str, object]:
     """The model's metrics on ``uploads`` (of ``tiles``) through the whole pipeline, with the
     failures and the mean pixel difference of what preprocessing made of them."""
-    budgets = [DecodeBudget.for_request(settings) for _ in uploads]
-    processed = preprocess_all(uploads, budgets, settings.max_image_pixels)
-    failed = sum(isinstance(p, EmnistEdgeError) for p in processed)
-    stack = np.stack([p if isinstance(p, np.ndarray) else np.zeros((28, 28), np.uint8)
-                      for p in processed])
+    stack, failed = preprocessed(uploads, settings)
     result: dict[str, object] = metrics(model.probabilities(stack), labels)
     result["failed"] = failed
     result["mean_abs_pixel_diff"] = round(float(np.abs(stack.astype(np.float32) - tiles).mean()),
                                           2)
     return result
+
+
+def paired(uploads: list[bytes], labels: np.ndarray, model: LoadedModel, settings: Settings,
+           name: str, values: list[float]) -> list[dict[str, float]]:
+    """``uploads`` through preprocessing with its constant ``name`` at each of ``values`` in
+    turn: top-1, the uploads read better and worse than at the first value, and CPU ms an
+    upload (this process's CPU time)."""
+    rows, first = [], None
+    for value in values:
+        with _preprocess_constant(name, value):
+            start = time.process_time()
+            stack, _ = preprocessed(uploads, settings)
+            cpu_ms = (time.process_time() - start) * 1e3 / len(uploads)
+        right = np.asarray(model.probabilities(stack)).argmax(axis=1) == labels
+        first = right if first is None else first
+        rows.append({"value": value, "n": len(right), "top1": float(right.mean()),
+                     "better": int((right & ~first).sum()), "worse": int((first & ~right).sum()),
+                     "cpu_ms": round(cpu_ms, 3)})
+    return rows
+
+
+def paired_change(better: int, worse: int, n: int) -> tuple[float, float]:
+    """Top-1's paired change (-1, 0 or +1 an upload) and its 95 % interval's half-width, from
+    the counts of uploads read better and worse out of ``n``."""
+    mean = (better - worse) / n
+    variance = ((better + worse) / n - mean**2) * n / max(n - 1, 1)
+    return mean, 1.96 * math.sqrt(max(variance, 0.0) / n)
+
+
+@contextlib.contextmanager
+def _preprocess_constant(name: str, value: float) -> Iterator[None]:
+    saved = getattr(preprocess, name)
+    setattr(preprocess, name, value)
+    try:
+        yield
+    finally:
+        setattr(preprocess, name, saved)
+
+
+def variation(text: str) -> tuple[str, list[float]]:
+    """``NAME=A,B,...`` -> the name of a numeric constant of ``shared.preprocess`` and the
+    values to give it, of its own type."""
+    name, _, values = text.partition("=")
+    current = getattr(preprocess, name, None)
+    if not name.isupper() or isinstance(current, bool) or not isinstance(current, int | float):
+        raise argparse.ArgumentTypeError(f"{name!r} is not a numeric constant of shared.preprocess")
+    try:
+        parsed = [type(current)(value) for value in values.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{values!r}: values for {name} are {type(current).__name__}s, comma-separated"
+        ) from None
+    if len(parsed) < 2:
+        raise argparse.ArgumentTypeError(f"give {name} at least two values to compare")
+    return name, parsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photos", type=int, default=0,
                         help="of those, this many also as phone photos (default: none)")
+    parser.add_argument("--vary", type=variation, metavar="NAME=A,B,...",
+                        help="compare instead, paired: shared.preprocess's constant NAME at "
+                             "each value in turn, on the same uploads")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     model = load_spec(ModelSpec.of(settings))
@@ -125,17 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         chosen = np.sort(rng.choice(len(raw), size=min(args.n, len(raw)), replace=False))
         raw, labels = raw[chosen], labels[chosen]
     tiles = upright(raw)
+    if args.vary:
+        return compare(args.vary, upload_sets(tiles, labels, rng, args.photos), model, settings)
     report: dict[str, dict[str, object]] = {
         "raw_tiles": metrics(model.probabilities(tiles), labels)}
-    for fmt in ("PNG", "JPEG", "WEBP"):
-        report[fmt.lower()] = fidelity([as_upload(t, rng, fmt) for t in tiles], tiles, labels,
-                                       model, settings)
-    if args.photos:
-        some = np.sort(rng.choice(len(tiles), size=min(args.photos, len(tiles)), replace=False))
-        report["raw_photo_tiles"] = metrics(model.probabilities(tiles[some]), labels[some])
-        for name, fraction in PHOTO_FRACTIONS.items():
-            report[name] = fidelity([as_photo(t, rng, fraction) for t in tiles[some]],
-                                    tiles[some], labels[some], model, settings)
+    for kind, uploads, some_tiles, some_labels in upload_sets(tiles, labels, rng, args.photos):
+        if kind.startswith("photo") and "raw_photo_tiles" not in report:
+            report["raw_photo_tiles"] = metrics(model.probabilities(some_tiles), some_labels)
+        report[kind] = fidelity(uploads, some_tiles, some_labels, model, settings)
     print(f"{'input':16} {'n':>6} {'top-1':>8} {'top-3':>8} {'gap':>8}")
     for key, row in report.items():
         base = report["raw_photo_tiles" if key.startswith(("photo", "raw_photo")) else
@@ -144,6 +229,36 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['top1'] - base:>+8.2%}")
     print(json.dumps(report))
     return 0
+
+
+def compare(vary: tuple[str, list[float]], sets: Iterator[tuple[str, list[bytes], np.ndarray,
+            np.ndarray]], model: LoadedModel, settings: Settings) -> int:
+    """``--vary``: the paired comparison, a row per kind of upload and value, then all kinds
+    pooled; the report as JSON last."""
+    name, values = vary
+    report: dict[str, list[dict[str, float]]] = {}
+    print(f"{'input':16} {name:>14} {'n':>6} {'top-1':>8} {'change, 95 %':>17} "
+          f"{'better':>7} {'worse':>6} {'CPU ms':>7}", flush=True)
+    for kind, uploads, _, labels in sets:
+        report[kind] = paired(uploads, labels, model, settings, name, values)
+        for row in report[kind]:
+            _print_paired(kind, row)
+    report["all"] = [
+        {"value": value, **{key: sum(rows[i][key] for rows in report.values())
+                            for key in ("n", "better", "worse")}}
+        for i, value in enumerate(values)]
+    for row in report["all"]:
+        _print_paired("all", row)
+    print(json.dumps({"vary": name, **report}))
+    return 0
+
+
+def _print_paired(kind: str, row: dict[str, float]) -> None:
+    change, interval = paired_change(int(row["better"]), int(row["worse"]), int(row["n"]))
+    top1 = f"{row['top1']:>8.2%}" if "top1" in row else f"{'':>8}"
+    cpu = f"{row['cpu_ms']:>7.3f}" if "cpu_ms" in row else ""
+    print(f"{kind:16} {row['value']:>14} {row['n']:>6} {top1} {change * 100:>+8.2f} +- "
+          f"{interval * 100:.2f} {row['better']:>7} {row['worse']:>6} {cpu}", flush=True)
 
 
 if __name__ == "__main__":

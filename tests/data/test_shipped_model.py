@@ -73,6 +73,22 @@ def test_fidelity_cli_uploads_the_validation_split(emnist_dir):
     assert report["photo-third"]["n"] == report["photo-fifth"]["n"] == 5
 
 
+def test_fidelity_cli_compares_a_constant_paired_on_the_same_uploads(emnist_dir):
+    """``--vary``: each value on the same validation uploads, counted against the first."""
+    result = subprocess.run(
+        [sys.executable, "-m", "model.fidelity", "--data", str(emnist_dir),
+         "--split", "validation", "--n", "30", "--vary", "REDUCED_SIDE=140,100"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["vary"] == "REDUCED_SIDE"
+    for kind in ("png", "jpeg", "webp"):
+        first, second = report[kind]
+        assert (first["value"], second["value"]) == (140, 100)
+        assert first["n"] == second["n"] == 30 and first["better"] == first["worse"] == 0
+    assert [row["n"] for row in report["all"]] == [90, 90]
+
+
 def test_a_split_by_name_is_rebuilt_only_where_a_manifest_records_it(emnist_dir, manifest):
     images, labels, weights = named_split(emnist_dir, "validation", manifest.training)
     assert len(images) == len(labels) == len(weights) == 16_021
