@@ -61,26 +61,26 @@ def test_evaluate_cli_reproduces_the_manifest(emnist_dir, manifest):
     assert measured["top1"] > EDGECNN_TOP1
 
 
-def test_fidelity_cli_uploads_the_validation_split(emnist_dir):
-    """Preprocessing choices are made on validation tiles: the tool uploads them on request."""
+def fidelity_on_validation(emnist_dir, *args: str) -> dict:
+    """``python -m model.fidelity --split validation ARGS``'s report (its last line)."""
     result = subprocess.run(
         [sys.executable, "-m", "model.fidelity", "--data", str(emnist_dir),
-         "--split", "validation", "--n", "40", "--photos", "5"],
+         "--split", "validation", *args],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
     )
-    report = json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_fidelity_cli_uploads_the_validation_split(emnist_dir):
+    """Preprocessing choices are made on validation tiles: the tool uploads them on request."""
+    report = fidelity_on_validation(emnist_dir, "--n", "40", "--photos", "5")
     assert {report[row]["n"] for row in ("raw_tiles", "png", "jpeg", "webp")} == {40}
     assert report["photo-third"]["n"] == report["photo-fifth"]["n"] == 5
 
 
 def test_fidelity_cli_compares_a_constant_paired_on_the_same_uploads(emnist_dir):
     """``--vary``: each value on the same validation uploads, counted against the first."""
-    result = subprocess.run(
-        [sys.executable, "-m", "model.fidelity", "--data", str(emnist_dir),
-         "--split", "validation", "--n", "30", "--vary", "REDUCED_SIDE=140,100"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True,
-    )
-    report = json.loads(result.stdout.splitlines()[-1])
+    report = fidelity_on_validation(emnist_dir, "--n", "30", "--vary", "REDUCED_SIDE=140,100")
     assert report["vary"] == "REDUCED_SIDE"
     for kind in ("png", "jpeg", "webp"):
         first, second = report[kind]
