@@ -244,8 +244,9 @@ def test_size_of_the_drawing_does_not_matter(reference: np.ndarray) -> None:
 
 @pytest.mark.parametrize(("decoded", "side", "working"), [
     ((280, 280), 280, (140, 140)),  # a page's drawing: a quarter of its pixels
-    ((450, 300), 450, (150, 100)),
-    ((139, 100), 139, (139, 100)),  # small already
+    ((450, 300), 450, (113, 75)),  # by 4: a partial block at the edge is a pixel too
+    ((199, 150), 199, (199, 150)),  # small already
+    ((99, 80), 99, (99, 80)),
     ((300, 225), 1200, (300, 225)),  # a 1200 px JPEG libjpeg scaled by 1/4: not halved again
     ((500, 375), 4000, (167, 125)),  # scaled by 1/8 and still large: reduced to WORKING_SIDE
 ])
