@@ -205,6 +205,12 @@ def grey16_png(side: int) -> bytes:
     return encode(Image.fromarray(levels))
 
 
+def thin_jpeg(width: int, height: int) -> bytes:
+    """A blank JPEG a pixel or so thin one way and long enough the other to be decoded at a
+    fraction of its size."""
+    return encode(Image.new("L", (width, height), 255), "JPEG")
+
+
 def flat_png(mode: str, side: int) -> bytes:
     """A large, almost flat image of ``mode`` with a bar: compresses to almost nothing."""
     image = Image.new(mode, (side, side), "white")

@@ -354,7 +354,9 @@ def _decode(
     image = open_image(data, max_pixels=max_pixels)
     side = max(image.size)
     if side >= 2 * least_side:  # a no-op for formats other than JPEG
-        image.draft("L", (image.width * least_side // side, image.height * least_side // side))
+        # At least a pixel each way: Pillow divides by the size asked for (a 640x1 JPEG).
+        image.draft("L", (max(image.width * least_side // side, 1),
+                          max(image.height * least_side // side, 1)))
     budget.spend(image)
     return _grey(load_image(image, data)), side
 

@@ -30,6 +30,7 @@ from bench.payloads import png_damaged as png_damaged
 from bench.payloads import png_split_pixels as png_split_pixels
 from bench.payloads import seven as seven
 from bench.payloads import tar_bytes as tar_bytes
+from bench.payloads import thin_jpeg as thin_jpeg
 from bench.payloads import webp_damaged as webp_damaged
 from bench.payloads import zip_bomb as zip_bomb
 from bench.payloads import zip_bytes as zip_bytes

@@ -46,6 +46,7 @@ from tests.payloads import (
     png_damaged,
     tar_bytes,
     tar_of_special_members,
+    thin_jpeg,
     webp_damaged,
     zip_bomb,
     zip_bytes,
@@ -154,6 +155,9 @@ ROWS: list[tuple[str, Callable[[], bytes], Refused | Items]] = [
      Items(len(WEBP_DAMAGES), {WEBP_DAMAGES.index(damage): "invalid_image"
                                for damage in ("frame-cut-short", "header-zeroed",
                                               "riff-size-lies")})),
+    ("zip-member-thin-jpeg", lambda: zip_bytes({
+        "a.jpg": thin_jpeg(640, 1), "b.png": PNG_7}),
+     Items(2, {0: "blank_image"})),
     ("zip-member-not-an-image", lambda: zip_bytes({"a.png": b"text, not a PNG", "b.png": PNG_7}),
      Items(2, {0: "invalid_image"})),
     ("zip-animated-member", lambda: zip_bytes({"a.gif": animated("GIF")}), Items(1)),

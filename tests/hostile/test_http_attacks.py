@@ -32,6 +32,7 @@ from tests.payloads import (
     png_claiming,
     png_damaged,
     seven,
+    thin_jpeg,
     webp_damaged,
 )
 
@@ -125,6 +126,9 @@ ROWS: dict[str, Attack] = {
     "costly-rgba-png": image(flat_png("RGBA", 4000), 413, "image_too_large"),
     "blank-image": image(encode(Image.new("L", (200, 200), 255)), 422, "blank_image"),
     "one-pixel": image(encode(Image.new("L", (1, 1), 0)), 422, "blank_image"),
+    # a JPEG large enough to decode at a fraction, a pixel thin the other way
+    "jpeg-one-pixel-tall": image(thin_jpeg(640, 1), 422, "blank_image"),
+    "jpeg-one-pixel-wide": image(thin_jpeg(1, 4000), 422, "blank_image"),
     # bit depths, modes, frames, EXIF: all read as the '7' they show
     **{f"mode-{mode}": image(encode(seven(mode)), label="7")
        for mode in ("1", "L", "P", "LA", "RGBA", "I;16")},
