@@ -17,11 +17,11 @@ from functions.storage import QueueShards, blob_service, quiet_sdk_http_logging
 from functions.storage import shard_queue as shard_queue_client
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 from shared.telemetry import Telemetry, model_identity
 
 quiet_sdk_http_logging()
-keep_freed_memory()
+tune_process()
 settings = Settings.from_env()
 # First, so that the app's spans and metrics go to Application Insights from the first request.
 sdk = azure_telemetry.install(settings, model_identity(settings.manifest_path))

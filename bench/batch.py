@@ -46,7 +46,7 @@ from shared.emnist import upright
 from shared.idx import uint8_header
 from shared.local_files import LocalFileSource, LocalResultSink
 from shared.model_loader import LoadedModel, ModelSpec, load_spec
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 
 PROTOTYPES = 256
 DRAW_SIDE = 112
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-child", nargs=2, metavar=("BATCH", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    keep_freed_memory()  # as in the blob trigger's process (function_app.py)
+    tune_process()  # as in the blob trigger's process (function_app.py)
     if args.rss_child:
         return _rss_child(args.rss_child[0], Path(args.rss_child[1]))
 

@@ -42,7 +42,7 @@ from local.shard_workers import start_workers, stop_workers
 from shared.classifier import top_k_arrays
 from shared.config import REPO_ROOT, Settings
 from shared.model_loader import ModelRegistry, ModelSpec
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 
 OUT = REPO_ROOT / "artifacts" / "bench" / "fanout.json"
 WARM_ITEMS = 40
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    keep_freed_memory()  # in place runs here: as in the blob trigger's process (function_app.py)
+    tune_process()  # in place runs here: as in the blob trigger's process (function_app.py)
     settings = dataclasses.replace(Settings.from_env(), batch_poll_s=0.05)
     model = ModelRegistry().get(ModelSpec.of(settings))
     print(f"shards of {settings.batch_shard_items} items, chunks of "

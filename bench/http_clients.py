@@ -49,7 +49,7 @@ from local import server
 from shared.config import Settings
 from shared.model_loader import load_model
 from shared.preprocess import DecodeBudget
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 from shared.uploads import Upload, classify_uploads
 
 PATH = "/api/classify"
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.cpus = (server.leave_cpus(args.server_cpus) if args.server_cpus
                  else f"{os.cpu_count()} CPUs shared by the servers and the load generator")
-    keep_freed_memory()  # the in-process figure runs here: as in the server's workers
+    tune_process()  # the in-process figure runs here: as in the server's workers
     samples = corpus()
     if args.against:
         return against(args, samples)

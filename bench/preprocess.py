@@ -24,7 +24,7 @@ resize; not EMNIST's recipe, so its tile differs): what the realtime issue measu
 preprocessing against, so that a target set in milliseconds on one day can be read as a ratio
 on any other. Then the same four on the HTTP benchmark's own uploads (``loadtests.corpus``:
 every character at 300-450 px as PNG, JPEG and WebP), in turns, the median by format. The
-process keeps its freed memory as the server's do (``shared.process_memory``).
+process keeps its freed memory as the server's do (``shared.process_tuning``).
 
 Times are the thread's CPU time (``time.thread_time``), so that other processes on a shared
 machine slow the figures less than they would wall-clock time; they still move with the cache
@@ -55,7 +55,7 @@ from loadtests.corpus import PEN_FRACTION, SLO_SIZES, STROKES, build
 from model.fidelity import lit_photo
 from shared import png_decoder
 from shared.config import REPO_ROOT
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 
 OUT = REPO_ROOT / "artifacts" / "bench" / "preprocess.json"
 STAGES = ("open", "decode", "grey", "reduce", "background", "ink", "again", "normalize")
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds over the HTTP benchmark's uploads")
     parser.add_argument("--out", default=str(OUT), help="where to write the JSON")
     args = parser.parse_args(argv)
-    keep_freed_memory()
+    tune_process()
     results = measure(args.repeats)
     corpus = measure_corpus(args.corpus_rounds)
     report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -39,7 +39,7 @@ from typing import Any
 from bench import http_clients, plot, reference
 from local import server
 from shared.config import REPO_ROOT, Settings
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 
 OUT = REPO_ROOT / "artifacts" / "bench"
 FIGURE = REPO_ROOT / "docs" / "bench.png"
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=600, help="HTTP requests per round")
     parser.add_argument("--figure", type=Path, default=FIGURE)
     args = parser.parse_args(argv)
-    keep_freed_memory()  # the batches run in this process, as in the blob trigger's
+    tune_process()  # the batches run in this process, as in the blob trigger's
     started = time.perf_counter()
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -41,7 +41,7 @@ from loadtests.corpus import SLO_SIZES, Sample, build
 from local.telemetry import meter_provider
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 from shared.telemetry import Telemetry, model_identity, resource_attributes
 
 OUT = "artifacts/bench/telemetry.json"
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="requests per app a round")
     parser.add_argument("--out", default=OUT, help="where to write the JSON")
     args = parser.parse_args(argv)
-    keep_freed_memory()
+    tune_process()
     per_round = asyncio.run(measure(args.rounds, args.requests))
     result = summary(per_round)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -10,13 +10,13 @@ from functions.http_api import create_app
 from local.telemetry import install, metrics_response
 from shared.config import Settings
 from shared.model_loader import ModelRegistry
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 from shared.telemetry import model_identity
 
 
 def create() -> FastAPI:
     settings = Settings.from_env()
-    keep_freed_memory()
+    tune_process()
     registry = install(model_identity(settings.manifest_path)) if settings.metrics else None
     app = create_app(settings, ModelRegistry())
     if registry is not None:

@@ -36,7 +36,7 @@ from local.poller import BatchPoller
 from local.shard_workers import start_workers, stop_workers
 from shared.config import REPO_ROOT, Settings
 from shared.model_loader import ModelRegistry
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def start_local_batch_stack(
     command). The queue service listens on the port after the blob port (10001 after 10000,
     as ``UseDevelopmentStorage=true`` expects), or on a free one with ``port`` 0. The poller
     runs in this process: its image memory is pooled as the workers' is."""
-    keep_freed_memory()
+    tune_process()
     azurite = start_azurite(
         location, containers=(settings.batch_container, settings.results_container), port=port,
         queues=(settings.shard_queue,), queue_port=port + 1 if port else 0,

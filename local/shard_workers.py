@@ -24,7 +24,7 @@ from functions.storage import blob_service, quiet_sdk_http_logging, shard_parts,
 from shared.config import Settings
 from shared.errors import InvalidBatch
 from shared.model_loader import ModelRegistry, ModelSpec
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 from shared.shards import ShardMessage, fail_shard, run_shard
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _worker_main(connection_string: str, poll_s: float) -> None:
     """A worker process's root: settings read here, once."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     quiet_sdk_http_logging()
-    keep_freed_memory()
+    tune_process()
     settings = replace(Settings.from_env(), storage_connection_string=connection_string,
                        batch_poll_s=poll_s)
     stop = threading.Event()

@@ -17,7 +17,7 @@ from shared.classifier import DEFAULT_TOP_K, classify_images
 from shared.config import Settings
 from shared.errors import EmnistEdgeError
 from shared.model_loader import ModelSpec, load_spec
-from shared.process_memory import keep_freed_memory
+from shared.process_tuning import tune_process
 
 
 def classify_command(args: argparse.Namespace) -> int:
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                         "AzureWebJobsStorage setting)")
     status.set_defaults(handler=status_command)
     args = parser.parse_args(argv)
-    keep_freed_memory()
+    tune_process()
     try:
         return args.handler(args)
     except EmnistEdgeError as error:

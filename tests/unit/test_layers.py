@@ -123,8 +123,9 @@ IMAGE_ROOTS = [REPO_ROOT / "function_app.py", REPO_ROOT / "local" / "app.py",
 
 
 @pytest.mark.parametrize("root", IMAGE_ROOTS, ids=lambda path: where(path))
-def test_every_process_that_classifies_keeps_its_freed_memory(root):
-    """Pillow and glibc hand freed memory back to the OS by default; each of these processes
-    keeps it (``shared.process_memory.keep_freed_memory``), or its requests and forward passes
-    page-fault their memory in anew every time."""
-    assert all_calls(root, {"keep_freed_memory"})
+def test_every_process_that_classifies_is_tuned_to_serve(root):
+    """Pillow and glibc hand freed memory back to the OS by default, and NumPy's BLAS spins a
+    thread a core; each of these processes keeps its memory and one BLAS thread
+    (``shared.process_tuning.tune_process``), or its requests page-fault their memory in anew
+    every time and a photo costs two cores."""
+    assert all_calls(root, {"tune_process"})

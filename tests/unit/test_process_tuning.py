@@ -1,4 +1,5 @@
-"""Process-wide memory tuning: freed memory stays with the process for the next request."""
+"""Process-wide tuning: freed memory stays with the process for the next request, and NumPy's
+BLAS runs on the calling thread alone."""
 
 import subprocess
 import sys
@@ -17,11 +18,11 @@ import sys
 from pathlib import Path
 import torch
 if sys.argv[1] == "kept":
-    from shared.process_memory import keep_freed_memory
-    assert keep_freed_memory() == {"pillow": True, "malloc": True}
+    from shared.process_tuning import tune_process
+    assert tune_process() == {"pillow": True, "malloc": True, "blas": True}
 else:
     import ctypes
-    from shared.process_memory import M_MMAP_THRESHOLD
+    from shared.process_tuning import M_MMAP_THRESHOLD
     assert ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 128 * 1024)
 from shared.config import Settings
 torch.set_num_threads(1)
@@ -47,9 +48,9 @@ def _faults_per_pass(mode: str) -> float:
 def test_pillow_keeps_freed_image_blocks_for_the_next_image():
     from PIL import Image
 
-    from shared.process_memory import IMAGE_BLOCK_SIZE, IMAGE_BLOCKS_KEPT, keep_freed_memory
+    from shared.process_tuning import IMAGE_BLOCK_SIZE, IMAGE_BLOCKS_KEPT, tune_process
 
-    keep_freed_memory()
+    tune_process()
     assert Image.core.get_blocks_max() == IMAGE_BLOCKS_KEPT
     assert Image.core.get_block_size() == IMAGE_BLOCK_SIZE
 
@@ -60,3 +61,15 @@ def test_malloc_keeps_freed_activations_instead_of_faulting_them_in_again():
     assert _faults_per_pass("default") > 1000
     # Kept: 20-85.
     assert _faults_per_pass("kept") < 200
+
+
+def test_numpy_blas_runs_on_the_calling_thread_alone():
+    # A fresh process: the limit is process-wide, and OpenBLAS starts with a thread a core.
+    # NumPy is not imported first: tune_process must work whatever its root imported before.
+    probe = ("from shared.process_tuning import tune_process\n"
+             "from threadpoolctl import threadpool_info\n"
+             "tune_process()\n"
+             "print([p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'])")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, check=True,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[1]"

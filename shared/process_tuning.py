@@ -1,4 +1,5 @@
-"""How a process that classifies keeps the memory it frees, instead of faulting it in again.
+"""How a process that classifies is set up to serve: the memory it frees kept instead of faulted
+in again, and NumPy's BLAS on the calling thread alone.
 
 Both allocators a request or a batch goes through give freed memory back to the OS by default,
 so the next image or forward pass pays a page fault per 4 KiB page to get it back:
@@ -16,7 +17,13 @@ so the next image or forward pass pays a page fault per 4 KiB page to get it bac
   (glibc's ``mallopt``: https://man7.org/linux/man-pages/man3/mallopt.3.html; the Python
   worker on Azure Functions runs on Linux with glibc.)
 
-Each process root that classifies calls ``keep_freed_memory()`` once, as it starts.
+NumPy's OpenBLAS starts a thread a core for a matrix product and leaves them spinning for work
+after it: preprocessing's one product (a photo's background, ``shared.preprocess._background``)
+then cost the process twice its own thread's CPU, 5.4 against 2.7 ms for a 1200x900 photo
+(thread and process CPU over 90 photos), with the same thread time on one BLAS thread. A
+server's other worker needs that core. Torch's threads are its own (``EMNIST_EDGE_TORCH_THREADS``).
+
+Each process root that classifies calls ``tune_process()`` once, as it starts.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+import numpy  # noqa: F401  (loaded before its BLAS's threads are limited: see tune_process)
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 IMAGE_BLOCK_SIZE = 2**20
 IMAGE_BLOCKS_KEPT = 16
@@ -38,12 +47,15 @@ MMAP_THRESHOLD = 32 * 2**20
 HEAP_TOP_KEPT = 128 * 2**20
 
 
-def keep_freed_memory() -> dict[str, bool]:
-    """Turn on Pillow's pool of freed image blocks and raise glibc's malloc thresholds for
-    this process; which of the two took effect (``malloc`` is False off glibc)."""
+def tune_process() -> dict[str, bool]:
+    """Turn on Pillow's pool of freed image blocks, raise glibc's malloc thresholds and put
+    NumPy's BLAS on one thread, for this process; which took effect (``malloc`` is False off
+    glibc, ``blas`` where NumPy's BLAS is none that threadpoolctl knows)."""
     Image.core.set_block_size(IMAGE_BLOCK_SIZE)
     Image.core.set_blocks_max(IMAGE_BLOCKS_KEPT)
-    return {"pillow": True, "malloc": _tune_malloc()}
+    # threadpoolctl limits the libraries loaded when it is called: NumPy's is (imported above).
+    blas = threadpool_limits(limits=1, user_api="blas").get_original_num_threads()["blas"]
+    return {"pillow": True, "malloc": _tune_malloc(), "blas": blas is not None}
 
 
 def _tune_malloc() -> bool:
