@@ -48,6 +48,7 @@ from shared.emnist import upright
 from shared.errors import EmnistEdgeError
 from shared.model_loader import LoadedModel, ModelSpec, load_spec
 from shared.preprocess import DecodeBudget
+from shared.process_tuning import tune_process
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="compare instead, paired: shared.preprocess's constant NAME at "
                              "each value in turn, on the same uploads")
     args = parser.parse_args(argv)
+    tune_process()  # as the server's processes are, so that --vary's CPU figures are theirs
     settings = Settings.from_env()
     model = load_spec(ModelSpec.of(settings))
     try:

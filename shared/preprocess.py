@@ -59,6 +59,14 @@ REDUCED_SIDE = 100
 # four comparisons (none significant alone, all below 0) for 41-57 % less.
 MIN_CHARACTER_SIDE = 48
 MAX_WORKING_SIDE = 1024
+# A photo's JPEG (libjpeg could scale it by 1/4 or more) is decoded this many times finer than
+# its first pass works at, and box-reduced for that pass: a character too small for the first
+# pass then finds finer pixels decoded already instead of being decoded a second time. Most of a
+# photo's decoding is reading its coefficients, paid in full at any scale: a 1200x900 photo took
+# 1.73-1.77 ms decoded at 1/2 and halved against 1.51-1.65 at 1/4, and a second decode took
+# 1.65-2.0 ms more. Smaller JPEGs (drawings) are decoded once more where they need it: they
+# seldom do, and decoding them finer costs more (a 450 px drawing: 0.25 against 0.15 ms).
+JPEG_RESERVE = 2
 # Ink contrast below this fraction of the background's range is no character at all.
 MIN_INK = 0.1
 # Bounding-box threshold, as a fraction of the blurred ink's maximum: faint noise and JPEG
@@ -328,7 +336,7 @@ def preprocess(data: bytes, *, max_pixels: int, budget: DecodeBudget) -> np.ndar
     ``REDUCED_SIDE`` or ``WORKING_SIDE``, finer if the character is small), ink map, EMNIST
     normalisation. Every decoding is paid for from ``budget`` first."""
     limits = (max_pixels, budget)
-    decoded, side = _decode(data, limits, WORKING_SIDE)
+    decoded, side = _decode(data, limits, WORKING_SIDE, reserve=JPEG_RESERVE)
     image = _working(decoded, side)
     ink = _ink(image)
     clear = _clear_ink(ink)
@@ -345,28 +353,41 @@ def preprocess(data: bytes, *, max_pixels: int, budget: DecodeBudget) -> np.ndar
 
 
 def _decode(
-    data: bytes, limits: tuple[int, DecodeBudget], least_side: int
+    data: bytes, limits: tuple[int, DecodeBudget], least_side: int, reserve: int = 1
 ) -> tuple[Image.Image, int]:
-    """The upload in grey, and its own longer side. A JPEG decodes at the smallest scale (1/2,
-    1/4, 1/8) that keeps its longer side at least ``least_side``; other formats at full size.
+    """The upload in grey, and its own longer side; a JPEG scaled while decoding (``draft``).
     ``limits``: pixels of the image, and the budget decoding is paid from."""
     max_pixels, budget = limits
     image = open_image(data, max_pixels=max_pixels)
     side = max(image.size)
-    if side >= 2 * least_side:  # a no-op for formats other than JPEG
-        # At least a pixel each way: Pillow divides by the size asked for (a 640x1 JPEG).
-        image.draft("L", (max(image.width * least_side // side, 1),
-                          max(image.height * least_side // side, 1)))
+    draft(image, least_side, reserve)
     budget.spend(image)
     return _grey(load_image(image, data)), side
+
+
+def draft(image: Image.Image, least_side: int, reserve: int = 1) -> None:
+    """Have an opened JPEG decode at the smallest scale (1/2, 1/4, 1/8) that keeps its longer
+    side at least ``least_side``, or ``reserve`` times that where its scale allows (a photo:
+    ``JPEG_RESERVE``); a no-op for other formats."""
+    side = max(image.size)
+    if side < 2 * least_side:
+        return
+    least_side = min(least_side * reserve, side // 2)
+    # At least a pixel each way: Pillow divides by the size asked for (a 640x1 JPEG).
+    image.draft("L", (max(image.width * least_side // side, 1),
+                      max(image.height * least_side // side, 1)))
 
 
 def _working(decoded: Image.Image, side: int) -> Image.Image:
     """The image the first pass works on: reduced to about ``REDUCED_SIDE``, unless libjpeg
     has scaled it already (``side``: the upload's own longer side). Such a JPEG lies within 2x
-    of ``WORKING_SIDE``; halving it again would only send a photo's small character to a
-    second pass (a 1200 px photo: 20 % slower)."""
-    return _reduce(decoded, WORKING_SIDE if max(decoded.size) < side else REDUCED_SIDE)
+    of ``WORKING_SIDE``, or ``JPEG_RESERVE`` times that (a photo), and is reduced by that much
+    at most: reducing it further would only send a photo's small character to a second pass
+    (a 1200 px photo: 20 % slower)."""
+    longer = max(decoded.size)
+    if longer == side:
+        return _reduce(decoded, REDUCED_SIDE)
+    return _reduce(decoded, max(WORKING_SIDE, longer // JPEG_RESERVE))
 
 
 def _reduce(image: Image.Image, least_side: int) -> Image.Image:

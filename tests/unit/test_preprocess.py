@@ -248,10 +248,29 @@ def test_size_of_the_drawing_does_not_matter(reference: np.ndarray) -> None:
     ((199, 150), 199, (199, 150)),  # small already
     ((99, 80), 99, (99, 80)),
     ((300, 225), 1200, (300, 225)),  # a 1200 px JPEG libjpeg scaled by 1/4: not halved again
-    ((500, 375), 4000, (167, 125)),  # scaled by 1/8 and still large: reduced to WORKING_SIDE
+    ((600, 450), 1200, (300, 225)),  # ... or by 1/2 (JPEG_RESERVE): halved back to that
+    ((500, 375), 4000, (250, 188)),  # scaled by 1/8 and still large: halved at most
+    ((225, 225), 450, (225, 225)),  # a drawing libjpeg scaled by 1/2
 ])
 def test_the_scale_the_first_pass_works_at(decoded, side, working) -> None:
     assert _working(Image.new("L", decoded), side).size == working
+
+
+@pytest.mark.parametrize(("size", "reserve", "decoded"), [
+    ((1200, 900), 1, (300, 225)),  # the first pass's scale: 1/4
+    ((1200, 900), 2, (600, 450)),  # a photo: one scale finer, for a second pass
+    ((700, 500), 2, (350, 250)),
+    ((639, 400), 2, (320, 200)),  # a drawing's: 1/2 either way
+    ((450, 450), 2, (225, 225)),
+    ((319, 300), 2, (319, 300)),  # small: decoded whole
+    ((4000, 3000), 2, (500, 375)),  # 1/8 is libjpeg's smallest scale
+    ((640, 1), 2, (640, 1)),  # a pixel thin: not scaled, and Pillow never asked for 0 pixels
+    ((1, 4000), 2, (1, 4000)),
+])
+def test_the_scale_a_jpeg_decodes_at(size, reserve, decoded) -> None:
+    image = open_image(encode(Image.new("L", size, 255), "JPEG"), max_pixels=4000 * 3000)
+    pre.draft(image, pre.WORKING_SIDE, reserve)
+    assert image.size == decoded
 
 
 @pytest.mark.parametrize("height", [120, 150, 180])
