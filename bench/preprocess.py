@@ -24,7 +24,8 @@ resize; not EMNIST's recipe, so its tile differs): what the realtime issue measu
 preprocessing against, so that a target set in milliseconds on one day can be read as a ratio
 on any other. Then the same four on the HTTP benchmark's own uploads (``loadtests.corpus``:
 every character at 300-450 px as PNG, JPEG and WebP), in turns, the median by format. The
-process keeps its freed memory as the server's do (``shared.process_tuning``).
+process is tuned as the server's are (``shared.process_tuning``: freed memory kept, one BLAS
+thread).
 
 Times are the thread's CPU time (``time.thread_time``), so that other processes on a shared
 machine slow the figures less than they would wall-clock time; they still move with the cache
