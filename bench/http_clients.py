@@ -23,6 +23,10 @@ workers at least twice it; README, "The realtime path, this round"), so both sid
 ratio come from one run. It reads every server's CPU time per request too, and gives the ratios
 of requests per CPU second beside those of requests/s: what each would serve on cores of its
 own, without the load generator beside it.
+
+``--photos`` posts phone photos instead of drawings (``bench.preprocess.photo``: every
+character as 1200x900 and 1200x1600 JPEGs of unevenly lit paper, at the size of the preprocessing
+table's and small enough for a second pass), with any of the modes above.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from typing import Any
 import numpy as np
 
 from bench import reference
+from bench.preprocess import photo
 from loadtests import checks
-from loadtests.corpus import SLO_SIZES, Sample, build
+from loadtests.corpus import SLO_SIZES, STROKES, Sample, build
 from local import server
 from shared.config import Settings
 from shared.model_loader import load_model
@@ -95,8 +100,24 @@ def timed(action: Callable[[], object], count: int) -> list[int]:
     return samples
 
 
+DRAWINGS = f"drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px"
+# The photos' frames, and the share of the shorter side the character's square takes: at 0.5
+# a first pass reads it, at 0.3 it needs a second (bench.preprocess's table has one of each).
+PHOTO_FRAMES = ((1200, 900), (1200, 1600))
+PHOTO_BOXES = (0.5, 0.3)
+PHOTOS = "phone photos 1200x900 and 1200x1600 (JPEG)"
+
+
 def corpus() -> list[Sample]:
     return build(SLO_SIZES)
+
+
+def photo_corpus() -> list[Sample]:
+    """Every character as a phone photo in each frame, large and small (``--photos``)."""
+    return [Sample(label=label, size=max(frame), fmt="JPEG",
+                   data=photo(*frame, label=label, seed=seed, box=box))
+            for seed, label in enumerate(STROKES) for frame in PHOTO_FRAMES
+            for box in PHOTO_BOXES]
 
 
 def in_process(samples: list[Sample], count: int) -> list[int]:
@@ -263,11 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpus", type=server.cpu_list, metavar="LIST",
                         help="the CPUs the servers run on, as taskset -c takes them (0-1, "
                              "say); the load generator takes the others (default: all share)")
+    parser.add_argument("--photos", action="store_true",
+                        help="post phone photos instead of drawings")
     args = parser.parse_args(argv)
     args.cpus = (server.leave_cpus(args.server_cpus) if args.server_cpus
                  else f"{os.cpu_count()} CPUs shared by the servers and the load generator")
     tune_process()  # the in-process figure runs here: as in the server's workers
-    samples = corpus()
+    samples = photo_corpus() if args.photos else corpus()
+    args.uploads = PHOTOS if args.photos else DRAWINGS
     if args.against:
         return against(args, samples)
     if args.per_core:
@@ -280,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         results = compare(servers.ports, samples, tuple(args.clients), args.requests,
                           args.rounds, cpu_s=servers.cpu_s)
         rss = servers.rss_mib()
-    print(f"emnist-edge HTTP benchmark: drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
+    print(f"emnist-edge HTTP benchmark: {args.uploads}, "
           f"closed-loop clients, {args.rounds} rounds, {args.workers} worker(s), {args.cpus}")
     print(f"  in-process classify p50 / p99 (ms): {local.p50_ms:.2f} / {local.p99_ms:.2f}")
     print(f"  {title:30} {'off':>9} {'on':>9} {'on/off':>8}")
@@ -305,9 +329,8 @@ def against(args: argparse.Namespace, samples: list[Sample]) -> int:
         }
         results = compare(ports, samples, tuple(args.clients), args.requests, args.rounds,
                           unchecked=frozenset({"reference"}))
-    print(f"{args.against} against this checkout and the reference server: drawn characters "
-          f"{SLO_SIZES[0]}-{SLO_SIZES[-1]} px, {args.rounds} rounds, {args.workers} worker(s), "
-          f"{args.cpus}")
+    print(f"{args.against} against this checkout and the reference server: {args.uploads}, "
+          f"{args.rounds} rounds, {args.workers} worker(s), {args.cpus}")
     print_side_by_side(results, args.clients)
     return 0
 
@@ -338,8 +361,7 @@ def per_core(args: argparse.Namespace, samples: list[Sample]) -> int:
                                               if name.startswith("reference")),
                           cpu_s={name: s.cpu_s for name, s in servers.items()})
     print(f"this checkout and the reference server, each with {' and '.join(map(str, counts))} "
-          f"worker(s) (name/workers): drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px, "
-          f"{args.rounds} rounds, {args.cpus}")
+          f"worker(s) (name/workers): {args.uploads}, {args.rounds} rounds, {args.cpus}")
     print_side_by_side(results, args.clients)
     more = f", this/{args.workers} >= {args.workers}" if args.workers > 1 else ""
     print(f"  requests/s as a ratio to reference/1 (targets: this/1 >= 1{more} at 16 clients)")

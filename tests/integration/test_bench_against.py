@@ -34,3 +34,11 @@ def test_a_per_core_run_measures_one_worker_and_two_against_the_reference(tmp_pa
     assert {path.name for path in tmp_path.iterdir()} == {
         "server-this-1.log", "server-reference-1.log", "server-this-2.log",
         "server-reference-2.log"}
+
+
+def test_photos_can_be_posted_instead_of_drawings(tmp_path):
+    """``--photos``: every answer is still checked down to its label (the run fails otherwise)."""
+    lines = run_http_clients(tmp_path, "--photos", "--against", str(REPO_ROOT), "--clients", "1",
+                             "--workers", "1")
+    assert "phone photos" in lines[0]
+    assert sum("clients:" in line for line in lines) == 3
