@@ -105,7 +105,7 @@ DRAWINGS = f"drawn characters {SLO_SIZES[0]}-{SLO_SIZES[-1]} px"
 # a first pass reads it, at 0.3 it needs a second (bench.preprocess's table has one of each).
 PHOTO_FRAMES = ((1200, 900), (1200, 1600))
 PHOTO_BOXES = (0.5, 0.3)
-PHOTOS = "phone photos 1200x900 and 1200x1600 (JPEG)"
+PHOTOS = f"phone photos {' and '.join(f'{w}x{h}' for w, h in PHOTO_FRAMES)} (JPEG)"
 
 
 def corpus() -> list[Sample]:

@@ -11,11 +11,12 @@ about preprocessing (a threshold, a working size) is made, so that ``test`` stay
 nobody tuned for (validation's class mix is training's, so its gaps differ from test's).
 
 ``--photos N`` adds N of them (a seeded sample) as phone photos: 1200x900 JPEGs of paper lit
-unevenly, the character a third, then a fifth, of the frame's height (each within 20 %)
-anywhere in it. At a fifth the tile comes out of libjpeg's 1/4 scale 36-54 px wide and its
-character narrower still, mostly under ``shared.preprocess.MIN_CHARACTER_SIDE`` (48): these are
-the uploads its second pass is for. At a third the tile is 60-90 px, its character mostly over
-the threshold. Each takes about 5 ms to make and 2-6 ms to preprocess.
+unevenly, the character a third, then a fifth, of the frame's height (each within 20 %) anywhere
+in it. At a fifth the tile comes out of the first pass (at 300x225, a quarter of the photo's
+side) 36-54 px wide and its character narrower still, mostly under
+``shared.preprocess.MIN_CHARACTER_SIDE`` (48): these are the uploads its second pass is for. At
+a third the tile is 60-90 px, its character mostly over the threshold. Each takes about 5 ms to
+make and 2-6 ms to preprocess.
 
 ``--vary NAME=A,B,...`` compares instead, paired, the same uploads through preprocessing with
 its constant ``NAME`` (``shared.preprocess.REDUCED_SIDE``, say) set to each value in turn: top-1

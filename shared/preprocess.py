@@ -39,15 +39,16 @@ NIST_SIDE = 100
 # Formats a person uploads. Pillow can open more (EPS even runs Ghostscript); none is needed.
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 # Larger images are reduced, before any per-pixel work, by the largest whole factor that keeps
-# their longer side at least REDUCED_SIDE; JPEGs are scaled while decoding instead (libjpeg: 1/2,
-# 1/4, 1/8), to at least WORKING_SIDE. About the 128 px of a NIST scan that EMNIST started from:
-# the character ends up 24 px tall, so more resolution only costs time. Chosen on the validation
-# split, paired (all 16,021 tiles uploaded at 290-670 px as PNG and lossy WebP, three seeds): top-1
-# at 100 against 140 -0.01 +- 0.04 points (219 uploads read better, 225 worse of 96,126), for
-# 35-43 % less CPU on those uploads (``python -m model.fidelity --split validation --n 0 --vary
-# REDUCED_SIDE=140,100``, one seed). A 280 px drawing still works at 140 px (a quarter of its
-# pixels), a 450 px one at 113 instead of 150. (Earlier, on test: the same top-1 at 140 as at
-# 160, and within 0.1 point from 1024 down to 160.)
+# their longer side at least REDUCED_SIDE; JPEGs are scaled while decoding instead (libjpeg:
+# 1/2, 1/4, 1/8), to at least WORKING_SIDE (a photo's a scale finer: JPEG_RESERVE). About the
+# 128 px of a NIST scan that EMNIST started from: the character ends up 24 px tall, so more
+# resolution only costs time. Chosen on the validation split, paired (all 16,021 tiles uploaded
+# at 290-670 px as PNG and lossy WebP, three seeds): top-1 at 100 against 140 -0.01 +- 0.04
+# points (219 uploads read better, 225 worse of 96,126), for 35-43 % less CPU on those uploads
+# (``python -m model.fidelity --split validation --n 0 --vary REDUCED_SIDE=140,100``, one seed).
+# A 280 px drawing still works at 140 px (a quarter of its pixels), a 450 px one at 113 instead
+# of 150. (Earlier, on test: the same top-1 at 140 as at 160, and within 0.1 point from 1024
+# down to 160.)
 WORKING_SIDE = 160
 REDUCED_SIDE = 100
 # A character that comes out shorter than this (a small character in a large photo) is worked
