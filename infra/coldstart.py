@@ -139,9 +139,9 @@ print(json.dumps({
     "torch": [torch.__version__, torch.__file__],
     "function_app": function_app.__file__,
     "modules": len(sys.modules),
-    "telemetry": function_app.telemetry is not None,
+    "telemetry": function_app.sdk is not None,
 }))
-if function_app.telemetry is not None:
+if function_app.sdk is not None:
     # No exit-time flush of the spans: it would ask a managed identity for a token (no IMDS
     # here) to send them to an endpoint that does not exist. The figures are printed.
     sys.stdout.flush()
