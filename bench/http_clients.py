@@ -19,7 +19,7 @@ reference server (``bench.reference``), each with its defaults: an A/B of a chan
 ``--per-core`` measures, in the same alternating rounds, this checkout's server and the
 reference server each with one worker and with ``--workers``: the per-core targets are ratios
 to the reference's one worker (ours with one worker at least level with it, with the default
-workers at least twice it; README, "The realtime path, this round"), so both sides of each
+workers at least twice it; README, "Performance and load tests"), so both sides of each
 ratio come from one run. It reads every server's CPU time per request too, and gives the ratios
 of requests per CPU second beside those of requests/s: what each would serve on cores of its
 own, without the load generator beside it.
