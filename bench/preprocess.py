@@ -134,8 +134,13 @@ def staged(data: bytes, clock: Clock) -> tuple[np.ndarray, dict[str, float]]:
 
     def ink_of(image: Image.Image) -> np.ndarray:
         levels = np.asarray(image)
-        light = pre._ranked(np.bincount(levels[::2, ::2].ravel(), minlength=256), (50,))[0]
-        timed("background", lambda: pre._background(image, light=light >= 0.5))
+        light = pre._ranked(np.bincount(levels[pre.SAMPLE].ravel(), minlength=256), (50,))[0]
+
+        def background() -> object:  # a photo's level at every pixel, as the first pass reads it
+            paper = pre._background(image, light=light >= 0.5)
+            return paper if isinstance(paper, float) else paper[pre.EVERYWHERE]
+
+        timed("background", background)
         return timed("ink", lambda: pre.ink_map(image))
 
     decoded, side = decode(pre.WORKING_SIDE, pre.JPEG_RESERVE)
@@ -149,12 +154,13 @@ def staged(data: bytes, clock: Clock) -> tuple[np.ndarray, dict[str, float]]:
                     pre.MAX_WORKING_SIDE)
         if max(decoded.size) < least:
             decoded, side = decode(least)
-        image = timed("reduce", lambda: pre._reduce(decoded, least))
-        ink = ink_of(image)
-        clear = timed("normalize", lambda: pre._clear_ink(ink))
-        # The second pass's time in "again" alone (its background is not counted twice).
+        finer = timed("reduce", lambda: pre._reduce(decoded, least))
+        near = pre._around(clear, image.size, finer.size)
+        ink, clear = timed("ink", lambda: pre._finer_ink(finer, near))
+        image = finer
+        # The second pass's time in "again" alone.
         spent = {stage: first[stage] for stage in STAGES} | {
-            "again": sum(spent[s] - first[s] for s in STAGES if s != "background")}
+            "again": sum(spent[s] - first[s] for s in STAGES)}
     sigma = pre.BLUR_SIGMA * max(image.size) / side
     tile = timed("normalize", lambda: pre._normalize(ink, clear, sigma))
     return tile, spent

@@ -285,6 +285,51 @@ def test_small_character_in_a_large_photo(reference: np.ndarray, height: int) ->
     with mock.patch.object(pre, "MIN_CHARACTER_SIDE", 0):  # the first pass alone
         assert distance(tile_of(photo), reference) > 0.75 * SAME
 
+@pytest.mark.parametrize("height", [100, 120, 150])
+def test_the_second_pass_reads_ink_near_the_character_alone(height: int) -> None:
+    """Read near the first pass's character only, the second pass gives the tile that reading
+    the whole finer image gives: on a photo's uneven paper, whose level is interpolated there
+    alone, and on a drawing's flat paper."""
+    drawn = canvas(size=(1200, 1200), box=(300, 300, 300 + height * 7 // 12, 300 + height),
+                   mode="L")
+    shade = np.linspace(0.95, 0.5, 1200, dtype=np.float32)[None, :]
+    noise = np.random.default_rng(height).normal(0, 0.02, (1200, 1200))
+    lit = Image.fromarray(np.clip(np.asarray(drawn) * shade + 255 * noise, 0, 255)
+                          .astype(np.uint8))
+    assert not isinstance(pre._ink(lit), pre._LevelInk)  # the photo's way
+    for photo in (lit, drawn):
+        with mock.patch.object(pre, "_ink", wraps=pre._ink) as inks:
+            near = tile_of(photo, "JPEG", quality=90)
+        # The first pass's whole image, then the finer one's region around the character.
+        first, finer = (call.args[1:] for call in inks.call_args_list)
+        assert first == () and len(finer) == 1 and finer[0] != pre.EVERYWHERE
+        with mock.patch.object(pre, "SECOND_PASS_REACH", 100.0):  # as far as the whole image
+            assert np.array_equal(tile_of(photo, "JPEG", quality=90), near)
+
+
+def test_where_the_second_pass_reads_ink() -> None:
+    """The first pass's character (rows 10-20, columns 30-34 of a 100x50 image) and once its
+    extent each way, in a finer image of 400x200, within it; the region has room for the
+    blur around the ink unless it ends at the image's own edge."""
+    near = pre._around(((10, 20), (30, 34)), (100, 50), (400, 200))
+    assert near == (slice(0, 120), slice(80, 176))
+    margin = pre._blur_margin(pre.BLUR_SIGMA)
+    assert pre._holds(near, ((0, 50), (margin, 96 - margin)), (400, 200))
+    assert not pre._holds(near, ((0, 50), (margin - 1, 50)), (400, 200))
+    assert not pre._holds(near, ((0, 50), (10, 96 - margin + 1)), (400, 200))
+    assert not pre._holds((slice(5, 120), near[1]), ((0, 50), (10, 50)), (400, 200))
+
+
+def test_a_character_beyond_the_region_is_read_from_the_whole_image() -> None:
+    """A region that cuts the character (its strokes fainter in the first pass than in the
+    second, say) is not trusted: the second pass reads the whole image."""
+    photo = pre._grey(canvas(size=(600, 600), box=(200, 200, 260, 300)))
+    whole = pre._ink(photo)
+    ink, clear = pre._finer_ink(photo, (slice(250, 400), slice(0, 600)))
+    assert clear == pre._clear_ink(whole)
+    assert np.array_equal(ink[pre.EVERYWHERE], whole[pre.EVERYWHERE])
+
+
 # --- the three stages on their own -----------------------------------------------------------
 
 

@@ -23,8 +23,10 @@ def plain_ink_map(image: Image.Image) -> np.ndarray:
     """``ink_map`` pixel by pixel, as it was written before the per-level table."""
     grey = pre._grey(image)
     levels = np.asarray(grey)
-    light = pre._percentiles(levels, (50,))[0] >= 0.5
+    light = np.median(levels[pre.SAMPLE]) >= 127.5
     background = pre._background(grey, light=light)
+    if not isinstance(background, float):
+        background = background[pre.EVERYWHERE]
     ink = levels.astype(np.float32)
     ink *= 1 / 255
     if light:
@@ -33,7 +35,7 @@ def plain_ink_map(image: Image.Image) -> np.ndarray:
     else:
         ink -= background
         ink /= np.maximum(1.0 - background, 1e-3)
-    low, middle = pre._percentiles(ink, (100 - NOISE_PERCENTILE, 50))
+    low, middle = pre._percentiles(ink[pre.SAMPLE], (100 - NOISE_PERCENTILE, 50))
     floor = min(max(middle + (middle - low), 0.0), 0.5)
     ink -= floor
     ink /= 1.0 - floor
@@ -110,6 +112,18 @@ def test_ink_kept_as_levels_reads_like_the_full_map(name: str) -> None:
         assert isinstance(ink, pre._LevelInk)
     assert np.array_equal(ink[20:200, 35:260], full[20:200, 35:260])
     assert pre._clear_ink(ink) == pre._bounds(full >= MIN_INK)
+
+
+@pytest.mark.parametrize("name", IMAGES)
+@pytest.mark.parametrize("near", [(slice(40, 170), slice(90, 300)), (slice(0, 300), slice(7, 8)),
+                                  (slice(299, 300), slice(0, 300))])
+def test_ink_near_a_region_is_the_full_maps_there(name: str, near) -> None:
+    """The second pass reads ink near the character alone: the same values as the full map's
+    there, the paper's level and noise still the whole image's (to float rounding: a photo's
+    background is interpolated by a matrix product of another shape)."""
+    image = IMAGES[name]
+    near_ink = pre._ink(image, near)[pre.EVERYWHERE]
+    np.testing.assert_allclose(near_ink, plain_ink_map(image)[near], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 40), (32, 32), (24, 32), (17, 9)])
