@@ -70,12 +70,16 @@ MAX_WORKING_SIDE = 1024
 JPEG_RESERVE = 2
 # The second pass reads ink only around the character the first pass found: within this many
 # times its extent each way (the paper's level and noise are still estimated from the whole
-# image). Should the character reach the edge of that region, the whole image is read again.
-# The same tiles as reading the whole finer image: on the validation split, paired (``python -m
-# model.fidelity --split validation --n 6000 --photos 6000 --vary SECOND_PASS_REACH=100,1``,
-# seeds 0 and 1), not one of 60,000 uploads read differently; a second pass costs 0.2-0.46 ms
-# less (4-10 % of such a photo). Estimating the paper near the character too (cutting the image
-# down before the ink map) lost 0.20-0.25 point on photos a fifth of the frame.
+# image). Should the character reach the edge of that region, or the image hold clear ink
+# elsewhere at every 4th pixel (a stroke the first pass could not see), the whole image is read.
+# So the tile is the whole finer image's unless stray pixels of clear ink lie between those
+# (isolated noise or specks, which reading the whole image let stretch the character's box: of
+# 332 random test images that took a second pass, 22 came out apart, each for such pixels). On the
+# validation split, paired (``python -m model.fidelity --split validation --n 6000 --photos
+# 6000 --vary SECOND_PASS_REACH=100,1``, seeds 0 and 1), not one of 60,000 uploads was read
+# differently; a second pass costs 0.26-0.43 ms less (6-9 % of such a photo). Estimating the
+# paper near the character too (cutting the image down before the ink map) lost 0.20-0.25
+# point on photos a fifth of the frame.
 SECOND_PASS_REACH = 1.0
 # Ink contrast below this fraction of the background's range is no character at all.
 MIN_INK = 0.1
@@ -250,9 +254,10 @@ class _LevelInk:
         return strong.take(self.levels)
 
 
-def _ink(image: Image.Image, near: Region = EVERYWHERE) -> np.ndarray | _LevelInk:
+def _ink(image: Image.Image, near: Region = EVERYWHERE) -> np.ndarray | _LevelInk | None:
     """``ink_map`` of the ``near`` part of the image, kept as levels and a table where the
-    background is flat. The paper's level and noise come from the whole image either way."""
+    background is flat. The paper's level and noise come from the whole image either way. None
+    where the image has clear ink outside ``near`` too (seen at every 4th pixel, ``SAMPLE``)."""
     grey = _grey(image)
     levels = np.asarray(grey)
     # One histogram of the levels serves both the polarity and, where the background is flat,
@@ -266,15 +271,27 @@ def _ink(image: Image.Image, near: Region = EVERYWHERE) -> np.ndarray | _LevelIn
         # table's entries are exactly what the per-pixel arithmetic gives.
         table = _ink_from_levels(np.arange(256, dtype=np.float32), background, light=light)
         ink_counts = np.bincount(_bins(table), weights=counts)
-        low, middle = _ranked(ink_counts, (100 - NOISE_PERCENTILE, 50), offset=255)
-        return _LevelInk(levels[near], _lifted(table, low, middle))
-    ink = _ink_from_levels(levels[near].astype(np.float32), background[near], light=light)
-    # The noise floor from the sampled pixels of the whole image, computed apart only where
-    # ``near`` leaves some out.
-    sample = (ink[SAMPLE] if near == EVERYWHERE else
-              _ink_from_levels(levels[SAMPLE].astype(np.float32), background[SAMPLE], light=light))
+        table = _lifted(table, *_ranked(ink_counts, (100 - NOISE_PERCENTILE, 50), offset=255))
+        if near != EVERYWHERE and _outside(table.take(levels[SAMPLE]) >= MIN_INK, near):
+            return None
+        return _LevelInk(levels[near], table)
+    if near == EVERYWHERE:
+        ink = _ink_from_levels(levels.astype(np.float32), background[near], light=light)
+        return _lifted(ink, *_percentiles(ink[SAMPLE], (100 - NOISE_PERCENTILE, 50)))
+    # The noise floor from the same sampled pixels, computed apart, which also tell whether
+    # there is clear ink outside the region.
+    sample = _ink_from_levels(levels[SAMPLE].astype(np.float32), background[SAMPLE], light=light)
     low, middle = _percentiles(sample, (100 - NOISE_PERCENTILE, 50))
+    if _outside(_lifted(sample, low, middle) >= MIN_INK, near):
+        return None
+    ink = _ink_from_levels(levels[near].astype(np.float32), background[near], light=light)
     return _lifted(ink, low, middle)
+
+
+def _outside(strong: np.ndarray, near: Region) -> bool:
+    """Whether any of a sample's (``SAMPLE``) strong pixels lies outside ``near``."""
+    rows, cols = (slice(-(-span.start // 2), -(-span.stop // 2)) for span in near)
+    return np.count_nonzero(strong) > np.count_nonzero(strong[rows, cols])
 
 
 def _ink_from_levels(
@@ -389,11 +406,12 @@ def _around(clear: Bounds, size: tuple[int, int], finer: tuple[int, int]) -> Reg
 
 def _finer_ink(image: Image.Image, near: Region) -> tuple[np.ndarray | _LevelInk, Bounds | None]:
     """The second pass's ink map and clear ink, read ``near`` the character: the tile is then
-    the whole image's unless there is clear ink elsewhere too. The whole image is read instead
-    where the character comes closer to the region's edge than the blur reaches (unless that
-    edge is the image's own), or where the region holds no clear ink."""
+    the whole image's. The whole image is read instead where it has clear ink elsewhere too (a
+    stroke the first pass could not see), where the character comes closer to the region's edge
+    than the blur reaches (unless that edge is the image's own), or where the region holds no
+    clear ink."""
     ink = _ink(image, near)
-    clear = _clear_ink(ink)
+    clear = _clear_ink(ink) if ink is not None else None
     if clear is not None and _holds(near, clear, image.size):
         return ink, clear
     ink = _ink(image)

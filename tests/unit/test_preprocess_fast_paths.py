@@ -115,15 +115,27 @@ def test_ink_kept_as_levels_reads_like_the_full_map(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", IMAGES)
-@pytest.mark.parametrize("near", [(slice(40, 170), slice(90, 300)), (slice(0, 300), slice(7, 8)),
-                                  (slice(299, 300), slice(0, 300))])
-def test_ink_near_a_region_is_the_full_maps_there(name: str, near) -> None:
+@pytest.mark.parametrize("margin", [2, 15, 400])
+def test_ink_near_a_region_is_the_full_maps_there(name: str, margin: int) -> None:
     """The second pass reads ink near the character alone: the same values as the full map's
     there, the paper's level and noise still the whole image's (to float rounding: a photo's
     background is interpolated by a matrix product of another shape)."""
     image = IMAGES[name]
+    full = plain_ink_map(image)
+    (top, bottom), (left, right) = pre._bounds(full >= MIN_INK)
+    near = (slice(max(top - margin, 0), bottom + margin), slice(max(left - margin, 0),
+                                                               right + margin))
     near_ink = pre._ink(image, near)[pre.EVERYWHERE]
-    np.testing.assert_allclose(near_ink, plain_ink_map(image)[near], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(near_ink, full[near], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_ink_near_a_region_is_refused_where_clear_ink_lies_outside_it(name: str) -> None:
+    """A region that leaves out some of the clear ink (the half of it below its middle row)
+    gets none: the sampled pixels show the ink outside."""
+    image = IMAGES[name]
+    (top, bottom), _ = pre._bounds(plain_ink_map(image) >= MIN_INK)
+    assert pre._ink(image, (slice(0, (top + bottom) // 2), slice(0, image.width))) is None
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 40), (32, 32), (24, 32), (17, 9)])
