@@ -272,7 +272,7 @@ def _ink(image: Image.Image, near: Region = EVERYWHERE) -> np.ndarray | _LevelIn
         table = _ink_from_levels(np.arange(256, dtype=np.float32), background, light=light)
         ink_counts = np.bincount(_bins(table), weights=counts)
         table = _lifted(table, *_ranked(ink_counts, (100 - NOISE_PERCENTILE, 50), offset=255))
-        if near != EVERYWHERE and _outside(table.take(levels[SAMPLE]) >= MIN_INK, near):
+        if near != EVERYWHERE and _outside(_strong(_LevelInk(levels[SAMPLE], table)), near):
             return None
         return _LevelInk(levels[near], table)
     if near == EVERYWHERE:
@@ -282,14 +282,16 @@ def _ink(image: Image.Image, near: Region = EVERYWHERE) -> np.ndarray | _LevelIn
     # there is clear ink outside the region.
     sample = _ink_from_levels(levels[SAMPLE].astype(np.float32), background[SAMPLE], light=light)
     low, middle = _percentiles(sample, (100 - NOISE_PERCENTILE, 50))
-    if _outside(_lifted(sample, low, middle) >= MIN_INK, near):
+    if _outside(_strong(_lifted(sample, low, middle)), near):
         return None
     ink = _ink_from_levels(levels[near].astype(np.float32), background[near], light=light)
     return _lifted(ink, low, middle)
 
 
-def _outside(strong: np.ndarray, near: Region) -> bool:
-    """Whether any of a sample's (``SAMPLE``) strong pixels lies outside ``near``."""
+def _outside(strong: np.ndarray | None, near: Region) -> bool:
+    """Whether any of a sample's (``SAMPLE``) clear pixels (``_strong``) lies outside ``near``."""
+    if strong is None:
+        return False
     rows, cols = (slice(-(-span.start // 2), -(-span.stop // 2)) for span in near)
     return np.count_nonzero(strong) > np.count_nonzero(strong[rows, cols])
 
@@ -613,8 +615,14 @@ def _extreme_filter(image: np.ndarray, extreme: np.ufunc) -> np.ndarray:
 
 def _clear_ink(ink: np.ndarray | _LevelInk) -> Bounds | None:
     """The bounds of an ink map's clear ink (at least ``MIN_INK``); None when there is none."""
-    strong = ink.strong() if isinstance(ink, _LevelInk) else ink >= MIN_INK
+    strong = _strong(ink)
     return _bounds(strong) if strong is not None and strong.any() else None
+
+
+def _strong(ink: np.ndarray | _LevelInk) -> np.ndarray | None:
+    """Where an ink map's ink is clear (at least ``MIN_INK``); None: nowhere, as a table's
+    levels can tell at once."""
+    return ink.strong() if isinstance(ink, _LevelInk) else ink >= MIN_INK
 
 
 def _bounds(mask: np.ndarray) -> Bounds:

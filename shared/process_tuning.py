@@ -18,7 +18,7 @@ so the next image or forward pass pays a page fault per 4 KiB page to get it bac
   worker on Azure Functions runs on Linux with glibc.)
 
 NumPy's OpenBLAS starts a thread a core for a matrix product and leaves them spinning for work
-after it: preprocessing's one product (a photo's background, ``shared.preprocess._background``)
+after it: preprocessing's one product (a photo's background, ``shared.preprocess._Paper``)
 then cost the process twice its own thread's CPU, 5.4 against 2.7 ms for a 1200x900 photo
 (thread and process CPU over 90 photos), with the same thread time on one BLAS thread. A
 server's other worker needs that core. Torch's threads are its own (``EMNIST_EDGE_TORCH_THREADS``).
